@@ -1,0 +1,41 @@
+# Thin wrappers. `make demo` and `make test` are the README's two commands: each creates the
+# virtual environment on first use (torch pinned to the local CPU wheel FIRST, so pip never
+# resolves a multi-GB CUDA build), then runs.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install demo test test-slow test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/zolab demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m "slow"
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: install
+	$(BIN)/ruff check zolab tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/platform_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache zolab.db zolab.db-wal zolab.db-shm .zolab

@@ -1,0 +1,3 @@
+from zolab.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""Settings: where the database and the cache live. Environment first, then defaults.
+
+* ``ZOLAB_DB``: a SQLAlchemy URL (``postgresql+psycopg://...``) or a file path; default ``./zolab.db`` (SQLite).
+* ``ZOLAB_CACHE``: model/data cache; default ``~/.cache/zolab``.
+* ``ZOLAB_HOME``: working folder for checkpoints and exports; default ``./.zolab``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def db_url(value: str | None = None) -> str:
+    """The database URL from ``value``, ``ZOLAB_DB`` or the default SQLite file."""
+    raw = value or os.environ.get("ZOLAB_DB") or "zolab.db"
+    if "://" in raw:
+        return raw
+    return f"sqlite:///{Path(raw).expanduser().resolve()}"
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("ZOLAB_CACHE") or Path.home() / ".cache" / "zolab").expanduser()
+    return path
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("ZOLAB_HOME") or ".zolab").expanduser().resolve()
+
+
+#: repository root (for the shipped ablations/ folder when running from a checkout)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ABLATIONS_DIR = REPO_ROOT / "ablations"

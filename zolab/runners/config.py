@@ -1,0 +1,123 @@
+"""RunConfig: the one configuration every runner takes.
+
+It is a plain dataclass (no pydantic) because ``zolab.runners`` must import with torch +
+transformers + peft alone. The platform validates user input with pydantic
+(``zolab.platform.plan``) and hands the runner a RunConfig built from the validated values.
+Every knob the component registry can change is a field here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+#: optimizer keys understood by ``zolab.runners.optim.build_optimizer``
+ZO_METHODS = ("mezo", "zo-sgd", "zo-momentum", "zo-adam", "zo-sign", "zo-cons", "forward-grad", "one-point-rf")
+FO_METHODS = ("fo-sgd", "fo-adam")
+METHODS = ZO_METHODS + FO_METHODS
+PEFT_KINDS = ("none", "lora", "prefix")
+OBJECTIVES = ("ce", "accuracy", "f1")
+DTYPES = ("float32", "float16", "bfloat16")
+KERNELS = ("auto", "triton", "torch")
+
+
+@dataclass
+class RunConfig:
+    """One run: a model fine-tuned on one task with one method and one seed."""
+
+    method: str = "mezo"
+    model: str = "tiny-opt"          # HF id, local dir, alias (``smollm2-135m``) or ``tiny-<family>`` test configs
+    peft: str = "none"               # none | lora | prefix
+    objective: str = "ce"            # ce | accuracy | f1 (non-differentiable ones need a ZO method)
+    prompt: bool = True              # False: raw input, no template
+    task: str = "synthetic-sentiment"
+    seed: int = 42                   # data sampling, model init (tiny configs) and the ZO seed stream
+    lr: float = 1e-6
+    eps: float = 1e-3
+    n_samples: int = 1               # q sampled directions per step (2q forwards)
+    in_place: bool = True            # False: materialise z for every parameter (naive ZO-SGD)
+    steps: int = 100                 # 0 = zero-shot evaluation only
+    batch_size: int = 16
+    eval_every: int = 50
+    weight_decay: float = 0.0
+    momentum: float = 0.9            # zo-momentum / fo-sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # zo-adam / fo-adam
+    dtype: str = "float32"
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    kernel: str = "auto"             # auto | triton | torch: perturbation backend (triton on CUDA when available)
+    max_length: int = 128
+    train_size: int = 1000           # examples sampled for training (k-shot when ``k_shot`` is set)
+    dev_size: int = 200
+    test_size: int = 500
+    k_shot: int | None = None        # per-class sampling as in the paper (overrides train_size)
+    checkpoint_every: int = 50       # steps between trajectory checkpoints
+    lora_r: int = 8
+    lora_alpha: int = 16
+    prefix_tokens: int = 5
+    task_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"path": "data.jsonl", "text_field": "sentence"}
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+        problems = self.problems()
+        if problems:
+            raise ValueError("invalid RunConfig: " + "; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Human-readable reasons this config cannot run (empty when valid)."""
+        out: list[str] = []
+        if self.method not in METHODS:
+            out.append(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.peft not in PEFT_KINDS:
+            out.append(f"peft {self.peft!r} is not one of {', '.join(PEFT_KINDS)}")
+        if self.objective not in OBJECTIVES:
+            out.append(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if self.objective != "ce" and self.method in FO_METHODS:
+            out.append(f"objective {self.objective!r} is not differentiable: method {self.method!r} needs a gradient, use a ZO method")
+        if self.dtype not in DTYPES:
+            out.append(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.kernel not in KERNELS:
+            out.append(f"kernel {self.kernel!r} is not one of {', '.join(KERNELS)}")
+        if not self.lr > 0:
+            out.append(f"lr must be > 0, got {self.lr}")
+        if not self.eps > 0:
+            out.append(f"eps must be > 0, got {self.eps}")
+        for name in ("n_samples", "batch_size", "eval_every", "max_length", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                out.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 0:
+            out.append(f"steps must be >= 0, got {self.steps}")
+        return out
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Build from a mapping; unknown keys are an error that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown RunConfig field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def config_hash(self) -> str:
+        """Stable hash of everything that changes the result (used to merge duplicate variants)."""
+        d = self.to_dict()
+        d.pop("checkpoint_every", None)
+        d.pop("device", None)
+        d.pop("kernel", None)
+        blob = json.dumps(d, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def is_zeroth_order(self) -> bool:
+        return self.method in ZO_METHODS

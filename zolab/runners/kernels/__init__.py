@@ -1,0 +1,54 @@
+"""Perturbation backends: how ZO optimizers add ``alpha * z`` to the weights in place.
+
+z is never stored: it is a pure function of (step seed, parameter index), regenerated
+bit-identically in every pass. Two backends share one interface:
+
+* ``torch`` (:mod:`.torch_backend`): the CPU fallback and the reference;
+* ``triton`` (:mod:`.triton_backend`): a fused Philox kernel for CUDA (issue: GPU speed).
+
+:func:`get_backend` picks one from ``RunConfig.kernel`` (``auto`` = triton on CUDA when importable).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+
+from zolab.runners.kernels.torch_backend import TorchBackend
+
+
+class PerturbationBackend(Protocol):
+    """``apply`` computes, for every parameter i, ``p_i <- (1 - decay_i) * p_i + sum_k alpha_k * z(seed_k, i)``."""
+
+    name: str
+
+    def z(self, p: torch.Tensor, seed: int, index: int) -> torch.Tensor:
+        """The direction for parameter ``index`` at ``seed`` (same shape/dtype/device as ``p``)."""
+        ...
+
+    def apply(
+        self,
+        params: Sequence[torch.Tensor],
+        terms: Sequence[tuple[int, float]],
+        decay: Sequence[float] | None = None,
+    ) -> None: ...
+
+
+def get_backend(kind: str = "auto", device: torch.device | str = "cpu") -> PerturbationBackend:
+    """Backend for ``kind`` (auto|triton|torch) on ``device``; clear error if triton is asked for but unusable."""
+    dev = torch.device(device)
+    if kind == "torch" or (kind == "auto" and dev.type != "cuda"):
+        return TorchBackend()
+    try:
+        from zolab.runners.kernels.triton_backend import TritonBackend  # noqa: WPS433 (optional dependency)
+    except ImportError as exc:
+        if kind == "triton":
+            raise RuntimeError(f"kernel 'triton' requested but triton is not usable here: {exc}") from exc
+        return TorchBackend()
+    if dev.type != "cuda" and kind == "triton":
+        raise RuntimeError("kernel 'triton' needs a CUDA device; use kernel 'torch' (or 'auto') on CPU")
+    return TritonBackend()
+
+
+__all__ = ["PerturbationBackend", "TorchBackend", "get_backend"]
