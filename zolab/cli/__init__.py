@@ -3,7 +3,8 @@
 * :mod:`.plan_cmds` — ``plan validate|upload|list|show|expand``
 * :mod:`.db_cmds` — ``db upgrade|current``
 * :mod:`.run_cmds` — ``run``, ``worker``, ``status``, ``leaderboard``, ``cancel``, ``retry``, ``demo``
-* :mod:`.runone_cmds` — ``run-one``, ``export``, ``import``
+* :mod:`.runone_cmds` — ``run-one``
+* :mod:`.transfer_cmds` — ``export``, ``import`` (air-gapped GPU boxes)
 * :mod:`.assets_cmds` — ``assets fetch|list``
 * :mod:`.ui_cmds` — ``ui``
 
@@ -25,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "runone_cmds", "assets_cmds", "ui_cmds")
+_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "runone_cmds", "transfer_cmds", "assets_cmds", "ui_cmds")
 
 for _name in _MODULES:
     try:
