@@ -1,0 +1,105 @@
+"""Plan parsers: YAML, AblationBench JSON lines and LM-planner markdown -> one validated Plan.
+
+:func:`load_plan` is the single entry point. The format comes from ``fmt``, else the file
+extension (``.yaml/.yml``, ``.jsonl/.ndjson/.json``, ``.md/.markdown``), else the content
+(a ``{`` first line is JSONL, an "Ablation Plan" heading or ``**Ablated Part**`` bullets are markdown,
+anything else is YAML; ``.txt`` files, like the seed trajectories, are detected by content).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from zolab.platform.errors import PlanError
+from zolab.platform.parsers.ablationbench import parse_ablationbench
+from zolab.platform.parsers.defaults import DEFAULT_BASELINE_FILE, load_defaults
+from zolab.platform.parsers.planner_markdown import parse_planner_markdown
+from zolab.platform.parsers.source import check_text, decode, read_bytes
+from zolab.platform.parsers.yaml import parse_yaml
+from zolab.platform.plan import Plan
+
+Format = Literal["yaml", "jsonl", "markdown"]
+FORMATS: tuple[str, ...] = ("yaml", "jsonl", "markdown")
+_BY_EXTENSION = {
+    ".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".md": "markdown", ".markdown": "markdown",
+}
+_MARKDOWN_HINT = re.compile(r"ablation\s+plan|\*\*ablated\s+part\*\*", re.I)
+
+__all__ = ["FORMATS", "DEFAULT_BASELINE_FILE", "Loaded", "detect_format", "load_plan", "load_source"]
+
+
+def detect_format(text: str, filename: str | None = None) -> str:
+    """The plan format from the file name's extension, else from the content."""
+    if filename:
+        ext = Path(filename).suffix.lower()
+        if ext in _BY_EXTENSION:
+            return _BY_EXTENSION[ext]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if first.startswith("{"):
+        return "jsonl"
+    if _MARKDOWN_HINT.search(text):
+        return "markdown"
+    return "yaml"
+
+
+class Loaded:
+    """A parsed plan with its source text and format (what an upload stores)."""
+
+    def __init__(self, plan: Plan, text: str, fmt: str, filename: str | None) -> None:
+        self.plan, self.text, self.format, self.filename = plan, text, fmt, filename
+
+
+def _source(path_or_text: str | bytes | Path, filename: str | None) -> tuple[str, str | None]:
+    if isinstance(path_or_text, Path) or (
+        isinstance(path_or_text, str) and "\n" not in path_or_text and len(path_or_text) < 4096
+        and Path(path_or_text).is_file()
+    ):
+        path = Path(path_or_text)
+        name = filename or str(path)
+        return decode(read_bytes(path, name), name), name
+    if isinstance(path_or_text, bytes):
+        return decode(path_or_text, filename or "<input>"), filename
+    return check_text(str(path_or_text), filename or "<input>"), filename
+
+
+def load_source(
+    path_or_text: str | bytes | Path,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+    baseline: str | Path | dict[str, Any] | None = None,
+    tasks: list[str] | None = None,
+    seeds: list[int] | None = None,
+) -> Loaded:
+    """Like :func:`load_plan` but also returns the text and the detected format."""
+    text, name = _source(path_or_text, filename)
+    if fmt is not None and fmt not in FORMATS:
+        raise PlanError.single(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", file=name)
+    kind = fmt or detect_format(text, name)
+    if kind == "yaml":
+        plan = parse_yaml(text, file=name, tasks=tasks, seeds=seeds)
+    else:
+        defaults = load_defaults(baseline)
+        parse = parse_ablationbench if kind == "jsonl" else parse_planner_markdown
+        plan = parse(text, file=name, defaults=defaults, tasks=tasks, seeds=seeds)
+    return Loaded(plan, text, kind, name)
+
+
+def load_plan(
+    path_or_text: str | bytes | Path,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+    baseline: str | Path | dict[str, Any] | None = None,
+    tasks: list[str] | None = None,
+    seeds: list[int] | None = None,
+) -> Plan:
+    """Parse and validate a plan file (a path) or plan text; raises :class:`PlanError`.
+
+    ``baseline`` (a baseline YAML file or a dict) supplies baseline/tasks/seeds for JSONL and
+    markdown plans; ``tasks`` and ``seeds`` replace the plan's own for every format.
+    """
+    return load_source(path_or_text, filename=filename, fmt=fmt, baseline=baseline, tasks=tasks, seeds=seeds).plan

@@ -1,0 +1,467 @@
+"""The validated plan: pydantic models for the YAML format of DESIGN.md ("The plan format").
+
+Every parser (YAML, AblationBench JSONL, planner markdown) produces plain data and hands it to
+:func:`validate_plan`, which turns pydantic's errors into a :class:`~zolab.platform.errors.PlanError`
+whose issues name the file, line, column and field (unknown keys get a did-you-mean).
+
+The ``baseline`` model is generated from the runner's :class:`~zolab.runners.config.RunConfig`
+dataclass, so every runner knob is accepted and the two can never drift apart; ranges that the
+dataclass checks at run time are declared here as pydantic constraints so they fail at upload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from zolab.platform.errors import Issue, PlanError, did_you_mean, format_loc
+from zolab.runners.config import DTYPES, KERNELS, METHODS, OBJECTIVES, PEFT_KINDS, RunConfig
+
+#: loc tuple -> (line, column), 1-based; built by each parser
+Locator = Callable[[tuple[Any, ...]], Optional[tuple[int, int]]]
+
+# --------------------------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------------------------
+METRICS = ("accuracy", "f1", "peak_memory", "gpu_hours", "convergence", "wall_time")
+METRIC_ALIASES = {
+    "acc": "accuracy",
+    "accuracy": "accuracy",
+    "test accuracy": "accuracy",
+    "f1": "f1",
+    "macro f1": "f1",
+    "f1 score": "f1",
+    "memory": "peak_memory",
+    "memory usage": "peak_memory",
+    "memory consumption": "peak_memory",
+    "memory footprint": "peak_memory",
+    "peak memory": "peak_memory",
+    "gpu memory": "peak_memory",
+    "gpu hours": "gpu_hours",
+    "compute": "gpu_hours",
+    "gpu time": "gpu_hours",
+    "convergence": "convergence",
+    "convergence rate": "convergence",
+    "convergence speed": "convergence",
+    "wall time": "wall_time",
+    "wall clock time": "wall_time",
+    "runtime": "wall_time",
+    "training time": "wall_time",
+}
+DEFAULT_METRICS = ["accuracy", "f1", "peak_memory", "gpu_hours"]
+
+
+def _metric_key(text: str) -> str:
+    return " ".join(str(text).lower().replace("_", " ").replace("-", " ").split())
+
+
+def normalise_metric(value: Any) -> str:
+    """Map free text ("memory usage", "F1", "convergence rate") to a known metric key."""
+    if not isinstance(value, str):
+        raise ValueError(f"metric must be text, got {type(value).__name__}")
+    key = _metric_key(value)
+    if key in METRIC_ALIASES:
+        return METRIC_ALIASES[key]
+    if key.replace(" ", "_") in METRICS:
+        return key.replace(" ", "_")
+    hint = did_you_mean(key, list(METRIC_ALIASES))
+    raise ValueError(f"unknown metric {value!r}{hint}; known: {', '.join(METRICS)}")
+
+
+Metric = Annotated[str, BeforeValidator(normalise_metric)]
+
+
+# --------------------------------------------------------------------------------------------
+# base model
+# --------------------------------------------------------------------------------------------
+class StrictModel(BaseModel):
+    """Unknown keys are errors (``validate_plan`` adds the did-you-mean)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+
+
+class Action(str, enum.Enum):
+    REPLACE = "REPLACE"
+    REMOVE = "REMOVE"
+    ADD = "ADD"
+
+
+def _action(value: Any) -> Any:
+    if isinstance(value, str):
+        up = value.strip().upper()
+        if up in Action.__members__:
+            return up
+        raise ValueError(f"action {value!r} is not one of REPLACE, REMOVE, ADD{did_you_mean(up, list(Action.__members__))}")
+    return value
+
+
+def _replacement_item(value: Any) -> list[str]:
+    """Replacement values are free text for the resolver; numbers and dicts become text."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, (int, float, str)):
+        text = str(value).strip()
+        return [text] if text else []
+    if isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            if isinstance(v, (list, dict)):
+                raise ValueError(f"replacement {k!r}: a value must be a single number or text")
+            out.append(f"{k}: {_replacement_item(v)[0] if _replacement_item(v) else ''}".strip())
+        return out
+    raise ValueError(f"replacement items must be text or numbers, got {type(value).__name__}")
+
+
+def _replacement(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for item in value:
+            if isinstance(item, (list, tuple)):
+                raise ValueError("replacement items must be text or numbers, not nested lists")
+            out.extend(_replacement_item(item))
+        return out
+    return _replacement_item(value)
+
+
+# --------------------------------------------------------------------------------------------
+# baseline: generated from RunConfig
+# --------------------------------------------------------------------------------------------
+#: RunConfig fields that a variant never sets (a job adds them)
+PER_JOB_FIELDS = ("task", "seed")
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "method": METHODS, "peft": PEFT_KINDS, "objective": OBJECTIVES, "dtype": DTYPES, "kernel": KERNELS,
+}
+_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "lr": {"gt": 0}, "eps": {"gt": 0}, "steps": {"ge": 0}, "n_samples": {"ge": 1},
+    "batch_size": {"ge": 1}, "eval_every": {"ge": 1}, "weight_decay": {"ge": 0},
+    "momentum": {"ge": 0, "lt": 1}, "max_length": {"ge": 1}, "train_size": {"ge": 1},
+    "dev_size": {"ge": 1}, "test_size": {"ge": 1}, "k_shot": {"ge": 1},
+    "checkpoint_every": {"ge": 1}, "lora_r": {"ge": 1}, "lora_alpha": {"ge": 1}, "prefix_tokens": {"ge": 1},
+    "model": {"min_length": 1},
+}
+_BETA = Annotated[float, Field(ge=0, lt=1)]
+
+
+def _baseline_fields() -> dict[str, Any]:
+    hints = typing.get_type_hints(RunConfig)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.name in PER_JOB_FIELDS:
+            continue
+        typ: Any = hints[f.name]
+        if f.name in _CHOICES:
+            typ = Literal[_CHOICES[f.name]]  # type: ignore[valid-type]
+        elif f.name == "betas":
+            typ = tuple[_BETA, _BETA]
+        default = f.default if f.default is not dataclasses.MISSING else dataclasses.MISSING
+        kwargs = dict(_CONSTRAINTS.get(f.name, {}))
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            fields[f.name] = (typ, Field(default_factory=f.default_factory, **kwargs))  # type: ignore[misc]
+        else:
+            fields[f.name] = (typ, Field(default=default, **kwargs))
+    return fields
+
+
+class _BaselineBase(StrictModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=False)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "_BaselineBase":
+        problems = self._problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _problems(self) -> list[str]:
+        """Cross-field rules live in RunConfig (e.g. F1 objective needs a ZO method): reuse them."""
+        try:
+            RunConfig(**self.model_dump())
+        except ValueError as exc:
+            return [str(exc).removeprefix("invalid RunConfig: ")]
+        return []
+
+
+#: the method being ablated: every RunConfig knob except task and seed
+Baseline = create_model("Baseline", __base__=_BaselineBase, **_baseline_fields())  # type: ignore[call-overload]
+Baseline.__doc__ = "The method being ablated: a RunConfig without task and seed."
+
+
+def baseline_field_names() -> list[str]:
+    return list(Baseline.model_fields)
+
+
+# --------------------------------------------------------------------------------------------
+# ablation, tuning, budget, plan
+# --------------------------------------------------------------------------------------------
+class Ablation(StrictModel):
+    """One ablation as a planner writes it; ``component`` overrides the resolver."""
+
+    name: Annotated[str, Field(min_length=1, max_length=300)]
+    ablated_part: Annotated[str, Field(min_length=1)]
+    action: Annotated[Action, BeforeValidator(_action)]
+    replacement: Annotated[list[str], BeforeValidator(_replacement)] = Field(default_factory=list)
+    metrics: Optional[list[Metric]] = None
+    component: Optional[str] = None
+
+    @field_validator("name", "ablated_part")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        v = " ".join(v.split())
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("component")
+    @classmethod
+    def _known_component(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return None
+        from zolab.platform.components import canonical_component  # lazy: components imports this module
+
+        return canonical_component(v)
+
+    @model_validator(mode="after")
+    def _replacement_for_replace(self) -> "Ablation":
+        if self.action is Action.REPLACE and not self.replacement:
+            raise PydanticFieldError("replacement", "REPLACE needs a non-empty replacement (the value(s) to use instead)")
+        return self
+
+
+class PydanticFieldError(ValueError):
+    """A model-level check that belongs to one field (``validate_plan`` moves the location there)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"@{field}@ {message}")
+
+
+class ParamRange(StrictModel):
+    """One tuned hyperparameter: a numeric range, or a list of choices."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    choices: Optional[list[Any]] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "ParamRange":
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give low and high (or choices)")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class Tuning(StrictModel):
+    """Optuna search before the final seeds (see ``zolab.platform.tuning``)."""
+
+    trials: Annotated[int, Field(ge=1, le=10000)] = 12
+    sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    metric: Metric = "accuracy"
+    steps: Optional[Annotated[int, Field(ge=1)]] = None
+    space: dict[str, ParamRange] = Field(default_factory=dict)
+
+    @field_validator("space")
+    @classmethod
+    def _tunable(cls, v: dict[str, ParamRange]) -> dict[str, ParamRange]:
+        known = baseline_field_names()
+        for key in v:
+            if key not in known:
+                raise ValueError(f"cannot tune {key!r}: not a baseline field{did_you_mean(key, known)}")
+        return v
+
+
+class Budget(StrictModel):
+    gpu_hours: Optional[Annotated[float, Field(gt=0)]] = None
+
+
+class Plan(StrictModel):
+    """A whole ablation study: one baseline, tasks x seeds, and the ablations."""
+
+    zolab: Literal[1] = 1
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    description: str = ""
+    baseline: Baseline = Field(default_factory=Baseline)  # type: ignore[valid-type]
+    tasks: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    seeds: Annotated[list[int], Field(min_length=1)]
+    metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    zero_shot: bool = False
+    tuning: Optional[Tuning] = None
+    budget: Optional[Budget] = None
+    ablations: Annotated[list[Ablation], Field(min_length=1)]
+
+    _marks: dict[tuple[Any, ...], tuple[int, int]] = PrivateAttr(default_factory=dict)
+    _source: Optional[str] = PrivateAttr(default=None)
+
+    @field_validator("tasks", "seeds")
+    @classmethod
+    def _unique(cls, v: list[Any]) -> list[Any]:
+        dupes = sorted({str(x) for x in v if v.count(x) > 1})
+        if dupes:
+            raise ValueError(f"duplicate entries: {', '.join(dupes)}")
+        return v
+
+    @model_validator(mode="after")
+    def _ablation_defaults(self) -> "Plan":
+        seen: dict[str, int] = {}
+        for i, ab in enumerate(self.ablations):
+            key = ab.name.casefold()
+            if key in seen:
+                raise PydanticFieldError(
+                    f"ablations[{i}].name", f"duplicate ablation name {ab.name!r} (also ablations[{seen[key]}])"
+                )
+            seen[key] = i
+            if ab.metrics is None:
+                ab.metrics = list(self.metrics)
+        return self
+
+    # -- helpers -------------------------------------------------------------------------------
+    def baseline_run_config(self, task: str, seed: int) -> RunConfig:
+        """The runner config of the baseline for one task and seed."""
+        return RunConfig(**self.baseline.model_dump(), task=task, seed=seed)
+
+    def locate(self, loc: Sequence[Any]) -> Issue:
+        """An issue skeleton pointing at ``loc`` in the source (for errors found after parsing)."""
+        loc = tuple(loc)
+        mark = None
+        probe = loc
+        while probe and mark is None:
+            mark = self._marks.get(probe)
+            probe = probe[:-1]
+        line, col = mark if mark else (None, None)
+        return Issue("", self._source, line, col, format_loc(loc))
+
+    def canonical(self) -> dict[str, Any]:
+        """Normalised JSON-able content (the upload hash covers exactly this)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------
+# validation with located errors
+# --------------------------------------------------------------------------------------------
+def _model_for(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of ``loc`` (for did-you-mean on unknown keys)."""
+    model: Any = Plan
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        model = _unwrap(info.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """First BaseModel inside Optional[...] / list[...] / dict[str, ...]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _unwrap(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _issue_for(err: dict[str, Any], file: str | None, locator: Locator | None) -> Issue:
+    loc = tuple(err["loc"])
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden" and loc:
+        owner = _model_for(loc)
+        choices = list(owner.model_fields) if owner else []
+        msg = f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), choices)}"
+        if owner:
+            msg += f"; allowed: {', '.join(choices)}"
+    elif err["type"] == "missing":
+        msg = f"required field {loc[-1]!r} is missing"
+    elif err["type"] == "literal_error":
+        msg = f"{msg}, got {err.get('input')!r}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if msg.startswith("@") and "@ " in msg:  # PydanticFieldError: relocate to the named field
+        field, _, msg = msg[1:].partition("@ ")
+        loc = loc + tuple(_parse_field(field))
+    # keep field paths readable: drop pydantic's union/function tags
+    loc = tuple(p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "tuple[", "list[")))
+    line = col = None
+    if locator is not None:
+        probe = loc
+        while True:
+            pos = locator(probe)
+            if pos is not None or not probe:
+                break
+            probe = probe[:-1]
+        if pos:
+            line, col = pos
+    return Issue(msg, file, line, col, format_loc(loc) or None)
+
+
+def _parse_field(text: str) -> list[Any]:
+    out: list[Any] = []
+    for part in text.replace("]", "").replace("[", ".").split("."):
+        if part:
+            out.append(int(part) if part.isdigit() else part)
+    return out
+
+
+def validate_plan(
+    data: Any,
+    *,
+    file: str | None = None,
+    locator: Locator | None = None,
+    marks: dict[tuple[Any, ...], tuple[int, int]] | None = None,
+) -> Plan:
+    """Validate parsed data into a Plan; every problem becomes a located :class:`Issue`."""
+    if not isinstance(data, dict):
+        raise PlanError.single(
+            f"a plan must be a mapping of keys (zolab, name, baseline, ...), got {type(data).__name__}",
+            file=file, line=1, column=1,
+        )
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError([_issue_for(e, file, locator) for e in exc.errors()]) from None
+    plan._marks = dict(marks or {})
+    plan._source = file
+    return plan
+
+
+#: used by JSONL and markdown when no ``--baseline`` file is given and ablations/baselines is absent
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "baseline": {
+        "method": "mezo", "model": "facebook/opt-1.3b", "peft": "none", "objective": "ce", "prompt": True,
+        "lr": 1.0e-6, "eps": 1.0e-3, "n_samples": 1, "steps": 20000, "batch_size": 16, "eval_every": 500,
+        "k_shot": 16,
+    },
+    "tasks": ["sst2", "rte"],
+    "seeds": [13, 21, 42, 87, 100],
+    "metrics": list(DEFAULT_METRICS),
+}
