@@ -1,0 +1,187 @@
+"""Shared fixtures for every zolab test (owned by the DB layer; keep this API stable).
+
+Database fixtures (each gives a *fresh, migrated* database and sets ``ZOLAB_DB`` to it, so code
+that calls ``get_engine()`` / ``session_scope()`` without a URL uses it too):
+
+* ``db_url``   -- parametrized over ``sqlite`` and ``postgres``: a test that takes it runs on both.
+  ``postgres`` runs only when ``ZOLAB_TEST_PG_URL`` is set (otherwise skipped with a visible
+  reason) and carries the ``postgres`` marker; if the variable is set but the server cannot be
+  reached the test FAILS (never a silent skip).
+* ``sqlite_url`` -- SQLite only: a copy of a migrated template file in ``tmp_path``.
+* ``pg_url``     -- PostgreSQL only (same rules as above): a database ``zolab_t_<hex>`` of its own,
+  cloned from a migrated template database (one per test process, so parallel workers never
+  share one), dropped ``WITH (FORCE)`` at teardown.
+* ``empty_db_url`` -- parametrized like ``db_url`` but NOT migrated (for migration tests).
+* ``db_session`` -- an ORM ``Session`` on ``db_url`` (``expire_on_commit=False``), closed at teardown.
+
+Every test ends with ``zolab.db.session.dispose_engines()`` (autouse) so no engine, pooled
+connection or SQLite file handle leaks into the next test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ENV = "ZOLAB_TEST_PG_URL"
+
+
+# ---------------------------------------------------------------- engine hygiene
+@pytest.fixture(autouse=True)
+def _dispose_db_engines() -> Iterator[None]:
+    yield
+    from zolab.db.session import dispose_engines
+
+    dispose_engines()
+
+
+# ---------------------------------------------------------------- SQLite
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, built once per test process and copied per test (fast)."""
+    from zolab.db import migrate
+    from zolab.db.session import dispose_engines
+
+    path = tmp_path_factory.mktemp("zolab-sqlite-template") / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    dispose_engines()  # last connection closed: WAL checkpointed into the main file
+    assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
+    return path
+
+
+@pytest.fixture
+def sqlite_url(_sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = tmp_path / "zolab.db"
+    shutil.copyfile(_sqlite_template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("ZOLAB_DB", url)
+    return url
+
+
+# ---------------------------------------------------------------- PostgreSQL
+def _pg_server_url() -> str:
+    raw = os.environ.get(PG_ENV)
+    if not raw:
+        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    return raw
+
+
+def _libpq(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _with_database(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+
+
+class _PgAdmin:
+    """CREATE/DROP DATABASE on the server of ``ZOLAB_TEST_PG_URL`` (autocommit; identifiers
+    composed with ``psycopg.sql``, never string formatting)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        try:
+            self.conn = psycopg.connect(_libpq(url), autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"{PG_ENV} is set but PostgreSQL is unreachable ({url}): {exc}", pytrace=False)
+        # PG 15+: FILE_COPY clones a small template faster than the default WAL_LOG
+        self.strategy = "FILE_COPY" if self.conn.info.server_version >= 150000 else None
+
+    def create(self, name: str, template: str = "template0") -> str:
+        from psycopg import sql
+
+        stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        if self.strategy and template != "template0":
+            stmt = stmt + sql.SQL(" STRATEGY FILE_COPY")
+        self.conn.execute(stmt)
+        return _with_database(self.url, name)
+
+    def drop(self, name: str) -> None:
+        from psycopg import sql
+
+        self.conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def _pg_admin() -> Iterator[_PgAdmin]:
+    admin = _PgAdmin(_pg_server_url())
+    yield admin
+    admin.conn.close()
+
+
+@pytest.fixture(scope="session")
+def _pg_template(_pg_admin: _PgAdmin) -> Iterator[str]:
+    """A migrated template database for this test process (no connections left open on it)."""
+    from zolab.db import migrate
+    from zolab.db.session import dispose_engines
+
+    name = f"zolab_tpl_{uuid.uuid4().hex[:12]}"
+    url = _pg_admin.create(name)
+    try:
+        migrate.upgrade(url)
+    finally:
+        dispose_engines()
+    yield name
+    _pg_admin.drop(name)
+
+
+@pytest.fixture
+def pg_url(_pg_admin: _PgAdmin, _pg_template: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from zolab.db.session import dispose_engines
+
+    name = f"zolab_t_{uuid.uuid4().hex[:12]}"
+    url = _pg_admin.create(name, template=_pg_template)
+    monkeypatch.setenv("ZOLAB_DB", url)
+    yield url
+    dispose_engines()
+    _pg_admin.drop(name)
+
+
+# ---------------------------------------------------------------- both backends
+_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=_BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture(params=_BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database with no tables at all (not migrated)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        monkeypatch.setenv("ZOLAB_DB", url)
+        yield url
+        return
+    from zolab.db.session import dispose_engines
+
+    admin: _PgAdmin = request.getfixturevalue("_pg_admin")
+    name = f"zolab_t_{uuid.uuid4().hex[:12]}"
+    url = admin.create(name)
+    monkeypatch.setenv("ZOLAB_DB", url)
+    yield url
+    dispose_engines()
+    admin.drop(name)
+
+
+@pytest.fixture
+def db_session(db_url: str):
+    from sqlalchemy.orm import Session
+
+    from zolab.db.session import get_engine
+
+    session = Session(bind=get_engine(db_url), expire_on_commit=False)
+    yield session
+    session.close()
