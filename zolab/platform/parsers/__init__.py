@@ -52,10 +52,19 @@ class Loaded:
         self.plan, self.text, self.format, self.filename = plan, text, fmt, filename
 
 
+def _is_file(text: str) -> bool:
+    """Whether a one-line string names an existing file; a line of plan text that is no valid path
+    (too long for the OS: ENAMETOOLONG) is text, not an error."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _source(path_or_text: str | bytes | Path, filename: str | None) -> tuple[str, str | None]:
     if isinstance(path_or_text, Path) or (
         isinstance(path_or_text, str) and "\n" not in path_or_text and len(path_or_text) < 4096
-        and Path(path_or_text).is_file()
+        and _is_file(path_or_text)
     ):
         path = Path(path_or_text)
         name = filename or str(path)
