@@ -18,6 +18,8 @@ from zolab.platform.plan import Plan, validate_plan
 
 #: nodes in the tree after alias expansion; a real plan has a few hundred
 MAX_EXPANDED_NODES = 20_000
+#: nesting depth of mappings/sequences; a real plan is about 5 deep
+MAX_DEPTH = 64
 _ALLOWED_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge", "timestamp")
 }
@@ -40,7 +42,9 @@ def _check(node: yaml.Node, file: str | None) -> None:
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
-    def size(n: yaml.Node) -> int:
+    def size(n: yaml.Node, depth: int = 1) -> int:
+        if depth > MAX_DEPTH:
+            raise _issue(f"YAML nested more than {MAX_DEPTH} levels deep", file, n)
         key = id(n)
         if key in sizes:
             return sizes[key]
@@ -53,7 +57,7 @@ def _check(node: yaml.Node, file: str | None) -> None:
         active.add(key)
         total = 1
         if isinstance(n, yaml.SequenceNode):
-            total += sum(size(child) for child in n.value)
+            total += sum(size(child, depth + 1) for child in n.value)
         elif isinstance(n, yaml.MappingNode):
             seen: dict[Any, yaml.Node] = {}
             for k, v in n.value:
@@ -62,7 +66,7 @@ def _check(node: yaml.Node, file: str | None) -> None:
                         line = seen[k.value].start_mark.line + 1
                         raise _issue(f"duplicate key {k.value!r} (first defined on line {line})", file, k)
                     seen[k.value] = k
-                total += size(k) + size(v)
+                total += size(k, depth + 1) + size(v, depth + 1)
         active.discard(key)
         sizes[key] = total
         if total > MAX_EXPANDED_NODES:
@@ -93,10 +97,18 @@ def _marks(node: yaml.Node, loc: tuple[Any, ...] = (), out: Marks | None = None)
 
 def load_yaml_data(text: str, file: str | None) -> tuple[Any, Marks]:
     """Safely parse YAML text into plain data and its marks."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader refuses non-printable characters right here
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise PlanError.single(f"malformed YAML: {exc.reason} (character U+{exc.character:04X})",
+                               file=file, line=line, column=column) from None
     try:
         try:
             node = loader.get_single_node()
+        except RecursionError:  # the composer recurses once per level, before _check can count them
+            raise PlanError.single(f"YAML nested more than {MAX_DEPTH} levels deep", file=file) from None
         except yaml.MarkedYAMLError as exc:
             msg = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
             raise _issue(f"malformed YAML: {msg}", file, mark=exc.problem_mark or exc.context_mark) from None
@@ -110,6 +122,8 @@ def load_yaml_data(text: str, file: str | None) -> tuple[Any, Marks]:
             data = loader.construct_document(node)
         except yaml.MarkedYAMLError as exc:
             raise _issue(f"invalid YAML value: {exc.problem}", file, mark=exc.problem_mark) from None
+        except ValueError as exc:  # e.g. an integer over Python's 4300-digit conversion limit
+            raise PlanError.single(f"invalid YAML value: {exc}", file=file) from None
     finally:
         loader.dispose()
     return data, marks
