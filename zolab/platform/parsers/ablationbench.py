@@ -29,6 +29,12 @@ def parse_ablationbench(text: str, *, file: str | None, defaults: dict[str, Any]
         except json.JSONDecodeError as exc:
             issues.append(Issue(f"invalid JSON: {exc.msg}", file, lineno, exc.colno))
             continue
+        except RecursionError:  # "[[[[..." thousands deep
+            issues.append(Issue("invalid JSON: nested too deeply", file, lineno, 1))
+            continue
+        except ValueError as exc:  # e.g. an integer over Python's 4300-digit conversion limit
+            issues.append(Issue(f"invalid JSON: {exc}", file, lineno, 1))
+            continue
         if not isinstance(item, dict):
             issues.append(Issue(f"each line must be a JSON object, got {type(item).__name__}", file, lineno, 1))
             continue
