@@ -1,0 +1,166 @@
+"""Upload: parse, validate, resolve and expand a plan completely, then store it in one transaction.
+
+Nothing is written unless the whole plan is good: parse/validation errors and ablations that
+can never run raise :class:`~zolab.platform.errors.PlanError`; unresolved ablations are refused
+with the list unless ``allow_unresolved`` (then stored with status ``unresolved`` and never
+scheduled). The content hash covers the normalised plan (overrides included), so the same plan
+uploaded twice returns the first plan's id and writes no rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zolab.db.errors import IntegrityConflictError
+from zolab.db.repo import plans as repo
+from zolab.db.retry import retry_on_transient
+from zolab.db.session import session_scope
+from zolab.platform.components import Resolution, canonical_component, resolve_plan
+from zolab.platform.errors import Issue, PlanError
+from zolab.platform.parsers import load_source
+from zolab.platform.plan import Plan
+from zolab.platform.variants import VariantSpec, expand_variants
+
+
+@dataclass
+class Prepared:
+    """A plan ready to store: everything computed, nothing written."""
+
+    plan: Plan
+    format: str
+    text: str
+    filename: str | None
+    resolutions: list[Resolution]
+    variants: list[VariantSpec]
+    content_hash: str
+
+    @property
+    def unresolved(self) -> list[Resolution]:
+        return [r for r in self.resolutions if r.status == "unresolved"]
+
+
+@dataclass
+class UploadResult:
+    plan_id: int
+    created: bool
+    prepared: Prepared
+
+
+def content_hash(plan: Plan) -> str:
+    blob = json.dumps(plan.canonical(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _apply_overrides(plan: Plan, overrides: Mapping[str, str]) -> None:
+    names = {a.name: a for a in plan.ablations}
+    issues = []
+    for name, component in overrides.items():
+        if name not in names:
+            issues.append(Issue(f"override for unknown ablation {name!r}; ablations: {', '.join(names)}",
+                                plan._source, field="overrides"))
+            continue
+        try:
+            names[name].component = canonical_component(component)
+        except ValueError as exc:
+            where = plan.locate(("ablations", plan.ablations.index(names[name]), "component"))
+            issues.append(Issue(f"override for {name!r}: {exc}", where.file, where.line, where.column, where.field))
+    if issues:
+        raise PlanError(issues)
+
+
+def prepare(
+    source: str | bytes | Path,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+    baseline: str | Path | dict[str, Any] | None = None,
+    tasks: list[str] | None = None,
+    seeds: list[int] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Prepared:
+    """Parse, validate, apply ``overrides={ablation name: component}``, resolve and expand."""
+    loaded = load_source(source, filename=filename, fmt=fmt, baseline=baseline, tasks=tasks, seeds=seeds)
+    plan = loaded.plan
+    if overrides:
+        _apply_overrides(plan, overrides)
+    resolutions = resolve_plan(plan)
+    variants = expand_variants(plan, resolutions)
+    return Prepared(plan, loaded.format, loaded.text, loaded.filename, resolutions, variants, content_hash(plan))
+
+
+def refuse_unresolved(prepared: Prepared) -> None:
+    """PlanError listing every unresolved ablation, each at its place in the file."""
+    issues = []
+    for i, (ab, res) in enumerate(zip(prepared.plan.ablations, prepared.resolutions)):
+        if res.status == "unresolved":
+            where = prepared.plan.locate(("ablations", i, "ablated_part"))
+            issues.append(Issue(
+                f"ablation {ab.name!r} is unresolved: {res.explanation} (set 'component:' or allow unresolved)",
+                where.file, where.line, where.column, where.field))
+    if issues:
+        raise PlanError(issues)
+
+
+def _rows(prepared: Prepared) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ablations = []
+    for ab, res in zip(prepared.plan.ablations, prepared.resolutions):
+        ablations.append({
+            "name": ab.name, "ablated_part": ab.ablated_part, "action": ab.action.value,
+            "replacement": list(ab.replacement), "metrics": list(ab.metrics or []), "component": res.component,
+            "status": res.status, "confidence": res.confidence, "explanation": res.explanation,
+            "changes": res.to_dict()["changes"], "overridden": res.overridden,
+        })
+    variants = [{"label": v.label, "is_baseline": v.is_baseline, "config": v.config,
+                 "config_hash": v.config_hash, "ablations": list(v.ablations)} for v in prepared.variants]
+    return ablations, variants
+
+
+def store(prepared: Prepared, *, url: str | None = None, allow_unresolved: bool = False) -> UploadResult:
+    """Write a prepared plan (one transaction); the same content again returns the same id."""
+    if not allow_unresolved:
+        refuse_unresolved(prepared)
+    ablations, variants = _rows(prepared)
+    plan = prepared.plan
+
+    def write() -> tuple[int, bool]:
+        try:
+            with session_scope(url) as session:
+                row, created = repo.save_plan(
+                    session, name=plan.name, description=plan.description, format=prepared.format,
+                    source_name=prepared.filename or "", source_text=prepared.text,
+                    content_hash=prepared.content_hash, plan_json=plan.canonical(),
+                    ablations=ablations, variants=variants,
+                )
+                return row.id, created
+        except IntegrityConflictError:  # the same content stored concurrently: that row is ours
+            with session_scope(url) as session:
+                row = repo.get_plan_by_hash(session, prepared.content_hash)
+                if row is None:
+                    raise
+                return row.id, False
+
+    plan_id, created = retry_on_transient(write, what="upload plan")
+    return UploadResult(plan_id, created, prepared)
+
+
+def upload_plan(
+    source: str | bytes | Path,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+    baseline: str | Path | dict[str, Any] | None = None,
+    tasks: list[str] | None = None,
+    seeds: list[int] | None = None,
+    url: str | None = None,
+    allow_unresolved: bool = False,
+    overrides: Mapping[str, str] | None = None,
+) -> UploadResult:
+    """Validate and resolve fully, then store; raises PlanError (nothing written) on bad input."""
+    prepared = prepare(source, filename=filename, fmt=fmt, baseline=baseline, tasks=tasks, seeds=seeds,
+                       overrides=overrides)
+    return store(prepared, url=url, allow_unresolved=allow_unresolved)
