@@ -1,0 +1,169 @@
+"""Triton perturbation backend: the fused Philox kernel over all parameters in one launch per dtype.
+
+Parameters are grouped by (device, dtype); each group gets a small table on the device (tensor
+address, size, parameter index, 1 - decay) and a program table (which tensor, which 64K-element
+chunk), so one launch covers every tensor, large or tiny. Tables are cached by the parameters'
+addresses and sizes: the table is a pure function of that key, so a stale hit is still correct.
+
+z is the kernel's Philox stream (see :mod:`.triton_perturb`): bit-identical in every pass. It is
+not the torch backend's stream (a different generator) but has the same distribution, N(0, 1).
+Seeds are taken modulo 2**62. With more than two terms the kernel runs once per pair of terms
+(rounding to the storage dtype in between); the optimizers use at most two per pass.
+
+Under ``TRITON_INTERPRET=1`` the same code runs on CPU tensors (how the tests check it without a GPU).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import triton.language as tl
+
+from zolab.runners.kernels.triton_perturb import NUM_WARPS, QUAD, TILE, TILES_PER_PROGRAM, perturb_kernel
+
+_TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+_CHUNK = TILE * TILES_PER_PROGRAM
+_MAX_NUMEL = QUAD << 32          # the counter's low word indexes QUAD-lane rows: 2**42 elements
+_KEY_BITS = 62
+_CACHE_SIZE = 16
+
+
+def split_seed(seed: int) -> tuple[int, int]:
+    """The kernel's Philox key for ``seed`` (mod 2**62) as two 31-bit halves (lo, hi)."""
+    key = int(seed) % (1 << _KEY_BITS)
+    return key & 0x7FFFFFFF, key >> 31
+
+
+@dataclass
+class _Tables:
+    """Device tables for one (device, dtype) group of parameters."""
+
+    positions: list[int]          # where the group's tensors sit in the caller's params list
+    chunk_slot: torch.Tensor
+    chunk_start: torch.Tensor
+    slot_addr: torch.Tensor
+    slot_numel: torch.Tensor
+    slot_index: torch.Tensor
+    slot_keep: torch.Tensor
+    keep_values: tuple[float, ...] | None = None
+
+    @property
+    def programs(self) -> int:
+        return int(self.chunk_slot.numel())
+
+
+def _build_tables(tensors: Sequence[torch.Tensor], indices: Sequence[int], positions: list[int]) -> _Tables:
+    device = tensors[0].device
+    numels = torch.tensor([t.numel() for t in tensors], dtype=torch.int64)
+    chunks = (numels + _CHUNK - 1) // _CHUNK
+    slot_of_chunk = torch.repeat_interleave(torch.arange(len(tensors), dtype=torch.int32), chunks)
+    first_chunk = torch.cumsum(chunks, 0) - chunks
+    chunk_start = (torch.arange(int(chunks.sum()), dtype=torch.int64) - first_chunk[slot_of_chunk.long()]) * _CHUNK
+
+    def put(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device)
+
+    return _Tables(
+        positions=positions,
+        chunk_slot=put(slot_of_chunk),
+        chunk_start=put(chunk_start),
+        slot_addr=put(torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64)),
+        slot_numel=put(numels),
+        slot_index=put(torch.tensor(list(indices), dtype=torch.int64)),
+        slot_keep=put(torch.ones(len(tensors), dtype=torch.float32)),
+    )
+
+
+def _check(i: int, p: torch.Tensor) -> None:
+    if p.dtype not in _TL_DTYPES:
+        raise TypeError(f"parameter {i}: dtype {p.dtype} is not supported by the triton kernel (fp32/fp16/bf16)")
+    if not p.is_contiguous():
+        raise ValueError(f"parameter {i}: the triton kernel needs contiguous tensors (shape {tuple(p.shape)})")
+    if p.numel() >= _MAX_NUMEL:
+        raise ValueError(f"parameter {i}: {p.numel()} elements exceed the kernel's counter space")
+
+
+class TritonBackend:
+    """Fused in-place perturbation ``p <- (1 - d) p + a0 z(s0) + a1 z(s1)`` over many tensors per launch."""
+
+    name = "triton"
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple, list[_Tables]] = OrderedDict()
+
+    # -- tables --------------------------------------------------------------------------------
+    def _groups(self, params: Sequence[torch.Tensor]) -> list[_Tables]:
+        key = tuple((p.data_ptr(), p.numel(), p.dtype, p.device) for p in params)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        by_kind: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, p in enumerate(params):
+            _check(i, p)
+            if p.numel():
+                by_kind.setdefault((p.device, p.dtype), []).append(i)
+        groups = [_build_tables([params[i] for i in pos], pos, pos) for pos in by_kind.values()]
+        self._cache[key] = groups
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return groups
+
+    # -- launches ------------------------------------------------------------------------------
+    @staticmethod
+    def _launch(tables: _Tables, dtype: torch.dtype, terms: Sequence[tuple[int, float]], has_decay: bool) -> None:
+        if not tables.programs:
+            return
+        (s0, a0), (s1, a1) = (list(terms) + [(0, 0.0), (0, 0.0)])[:2]
+        s0_lo, s0_hi = split_seed(s0)
+        s1_lo, s1_hi = split_seed(s1)
+        device = tables.chunk_slot.device
+        ctx = torch.cuda.device(device) if device.type == "cuda" else nullcontext()
+        with ctx:
+            perturb_kernel[(tables.programs,)](
+                tables.chunk_slot, tables.chunk_start,
+                tables.slot_addr, tables.slot_numel, tables.slot_index, tables.slot_keep,
+                s0_lo, s0_hi, float(a0), s1_lo, s1_hi, float(a1),
+                DTYPE=_TL_DTYPES[dtype], NTERMS=len(terms), HAS_DECAY=has_decay,
+                TILES=TILES_PER_PROGRAM, QUAD=QUAD, num_warps=NUM_WARPS,
+            )
+
+    @torch.no_grad()
+    def apply(
+        self,
+        params: Sequence[torch.Tensor],
+        terms: Sequence[tuple[int, float]],
+        decay: Sequence[float] | None = None,
+    ) -> None:
+        """For every parameter i: ``p_i <- (1 - decay_i) p_i + sum_k alpha_k z(seed_k, i)`` in place."""
+        if decay is not None and len(decay) != len(params):
+            raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
+        terms = [(int(s), float(a)) for s, a in terms if a]
+        for tables in self._groups(params):
+            dtype = params[tables.positions[0]].dtype
+            has_decay = decay is not None and any(decay[i] for i in tables.positions)
+            if has_decay:
+                keep = tuple(1.0 - float(decay[i]) for i in tables.positions)  # type: ignore[index]
+                if keep != tables.keep_values:
+                    tables.slot_keep.copy_(torch.tensor(keep, dtype=torch.float32))
+                    tables.keep_values = keep
+            if not terms and not has_decay:
+                continue
+            pairs = [terms[k:k + 2] for k in range(0, len(terms), 2)] or [[]]
+            for n, pair in enumerate(pairs):
+                self._launch(tables, dtype, pair, has_decay and n == 0)
+
+    def z(self, p: torch.Tensor, seed: int, index: int) -> torch.Tensor:
+        """The direction the kernel adds to parameter ``index`` at ``seed``, rounded to p's dtype as it would be.
+
+        Computed by the kernel itself (0 + 1 * z on a fresh buffer), so it is the applied z by construction.
+        """
+        out = torch.zeros(p.shape, dtype=p.dtype, device=p.device)
+        if out.numel():
+            _check(index, out)
+            self._launch(_build_tables([out], [index], [0]), p.dtype, [(seed, 1.0)], False)
+        return out
