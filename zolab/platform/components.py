@@ -267,8 +267,8 @@ def match_component(text: str) -> list[Match]:
             best[m.component] = m
 
     for rule in RULES:
-        if rule.pattern.search(text):
-            offer(Match(rule.component, rule.score, f"keyword rule /{rule.pattern.pattern[:40]}/", rule.note))
+        if found := rule.pattern.search(text):
+            offer(Match(rule.component, rule.score, f"keyword {found.group(0)!r}", rule.note))
     norm = _norm(text)
     for alias, key in _ALIAS_TABLE:
         score = max(fuzz.token_set_ratio(norm, alias) * 0.9, fuzz.ratio(norm, alias)) / 100

@@ -1,0 +1,281 @@
+"""``zolab plan validate|upload|list|show|expand``: plans from files to the database.
+
+Exit codes: 0 ok, 1 bad input or refused (each problem on its own line with file:line:column and
+field), 2 database/internal error. Plan text is printed escaped (it may contain rich markup).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from zolab.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, console, fail
+
+T = TypeVar("T")
+plan_app = typer.Typer(help="Ablation plans: validate, upload, list, show, expand.", no_args_is_help=True)
+
+DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
+BASELINE_OPTION = typer.Option(
+    None, "--baseline", help="Baseline YAML for JSONL/markdown plans (default: ablations/baselines/mezo-opt.yaml)."
+)
+TASKS_OPTION = typer.Option(None, "--tasks", help="Comma-separated tasks, replacing the plan's (e.g. sst2,rte).")
+SEEDS_OPTION = typer.Option(None, "--seeds", help="Comma-separated integer seeds, replacing the plan's.")
+FORMAT_OPTION = typer.Option(None, "--format", help="yaml | jsonl | markdown (default: from extension/content).")
+OVERRIDE_OPTION = typer.Option(
+    None, "--override", "-o", help="ABLATION=COMPONENT: force an ablation's component (repeatable)."
+)
+STATUS_STYLE = {"resolved": "green", "inverted": "cyan", "no_op": "yellow", "unresolved": "red"}
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """Run ``action``; plan errors -> exit 1, database errors -> exit 2, never a traceback."""
+    from zolab.db.errors import BadDatabaseURLError, DatabaseError
+    from zolab.platform.errors import PlanError
+
+    try:
+        return action()
+    except typer.Exit:
+        raise
+    except PlanError as exc:
+        n = len(exc.issues)
+        fail(f"{n} problem{'s' if n != 1 else ''} in the plan:\n" + str(exc), EXIT_BAD_INPUT)
+    except BadDatabaseURLError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except DatabaseError as exc:
+        fail(str(exc), EXIT_INTERNAL)
+    except Exception as exc:  # noqa: BLE001 - one line for the user; ZOLAB_DEBUG=1 shows the traceback
+        if os.environ.get("ZOLAB_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+
+
+def _csv(value: str | None, kind: str) -> list[Any] | None:
+    if not value:
+        return None
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    if kind == "int":
+        try:
+            return [int(x) for x in items]
+        except ValueError:
+            fail(f"--seeds must be comma-separated integers, got {value!r}", EXIT_BAD_INPUT)
+    return items
+
+
+def _overrides(values: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in values or []:
+        name, sep, comp = item.rpartition("=")
+        if not sep or not name.strip() or not comp.strip():
+            fail(f"--override must be ABLATION=COMPONENT, got {item!r}", EXIT_BAD_INPUT)
+        out[name.strip()] = comp.strip()
+    return out
+
+
+def _prepare(file: str, fmt: str | None, baseline: str | None, tasks: str | None, seeds: str | None,
+             override: list[str] | None):
+    from pathlib import Path
+
+    from zolab.platform.upload import prepare
+
+    return prepare(Path(file), filename=file, fmt=fmt, baseline=baseline, tasks=_csv(tasks, "str"),
+                   seeds=_csv(seeds, "int"), overrides=_overrides(override))
+
+
+def _changes_text(changes: list[dict[str, Any]]) -> str:
+    return "\n".join(c["label"] for c in changes) or "-"
+
+
+def _resolution_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=escape(title), show_lines=True, expand=True)
+    table.add_column("#", no_wrap=True)
+    table.add_column("ablation", ratio=2, min_width=14)
+    table.add_column("action", no_wrap=True)
+    table.add_column("component", overflow="fold", min_width=9)
+    table.add_column("status", no_wrap=True)
+    table.add_column("conf.", no_wrap=True)
+    table.add_column("runs", ratio=2, overflow="fold", min_width=12)
+    table.add_column("explanation", ratio=5)
+    for i, r in enumerate(rows, start=1):
+        style = STATUS_STYLE.get(r["status"], "")
+        table.add_row(
+            str(i), escape(r["name"]), r["action"], escape(r["component"] or "-"),
+            f"[{style}]{r['status']}[/]", f"{r['confidence']:.2f}", escape(_changes_text(r["changes"])),
+            escape(r["explanation"]),
+        )
+    return table
+
+
+def _report(prepared) -> dict[str, Any]:
+    ablations = []
+    for ab, res in zip(prepared.plan.ablations, prepared.resolutions):
+        ablations.append({**res.to_dict(), "ablated_part": ab.ablated_part, "action": ab.action.value,
+                          "replacement": list(ab.replacement), "metrics": list(ab.metrics or [])})
+    return {
+        "ok": not prepared.unresolved, "format": prepared.format, "file": prepared.filename,
+        "content_hash": prepared.content_hash, "plan": prepared.plan.canonical(), "ablations": ablations,
+        "variants": [v.to_dict() for v in prepared.variants],
+    }
+
+
+def _print_plan_header(plan, fmt: str, file: str | None) -> None:
+    b = plan.baseline
+    console.print(
+        f"[bold]{escape(plan.name)}[/] ({fmt}{', ' + escape(file) if file else ''}): baseline "
+        f"{escape(b.method)} on {escape(b.model)} (peft={escape(b.peft)}, lr={b.lr:g}, eps={b.eps:g}, "
+        f"steps={b.steps}); tasks {escape(', '.join(plan.tasks))}; seeds {', '.join(map(str, plan.seeds))}"
+    )
+
+
+@plan_app.command("validate")
+def validate_cmd(
+    file: str = typer.Argument(..., help="Plan file: YAML, AblationBench JSONL or LM-planner markdown."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan and every resolution as JSON."),
+    baseline: str | None = BASELINE_OPTION,
+    tasks: str | None = TASKS_OPTION,
+    seeds: str | None = SEEDS_OPTION,
+    fmt: str | None = FORMAT_OPTION,
+    override: list[str] | None = OVERRIDE_OPTION,
+    allow_unresolved: bool = typer.Option(False, "--allow-unresolved", help="Exit 0 even with unresolved ablations."),
+) -> None:
+    """Parse, validate and resolve a plan; show how each ablation maps to runner config changes."""
+    prepared = _guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
+    report = _report(prepared)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _print_plan_header(prepared.plan, prepared.format, prepared.filename)
+        console.print(_resolution_table(report["ablations"], "Ablations"))
+        n_jobs = len(prepared.variants) * len(prepared.plan.tasks) * len(prepared.plan.seeds)
+        console.print(f"{len(prepared.variants)} variants (baseline included) x {len(prepared.plan.tasks)} tasks "
+                      f"x {len(prepared.plan.seeds)} seeds = {n_jobs} runs")
+    if prepared.unresolved and not allow_unresolved:
+        names = ", ".join(r.ablation for r in prepared.unresolved)
+        fail(f"unresolved ablations (set 'component:' or use --allow-unresolved): {names}", EXIT_BAD_INPUT)
+
+
+@plan_app.command("upload")
+def upload_cmd(
+    file: str = typer.Argument(..., help="Plan file: YAML, AblationBench JSONL or LM-planner markdown."),
+    allow_unresolved: bool = typer.Option(False, "--allow-unresolved",
+                                          help="Store unresolved ablations (marked, never scheduled)."),
+    db: str | None = DB_OPTION,
+    baseline: str | None = BASELINE_OPTION,
+    tasks: str | None = TASKS_OPTION,
+    seeds: str | None = SEEDS_OPTION,
+    fmt: str | None = FORMAT_OPTION,
+    override: list[str] | None = OVERRIDE_OPTION,
+) -> None:
+    """Validate, resolve and store a plan (the same content twice gives the same plan id)."""
+    from zolab.platform.upload import store
+
+    prepared = _guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
+    result = _guard(lambda: store(prepared, url=db, allow_unresolved=allow_unresolved))
+    verb = "stored as" if result.created else "already stored as"
+    console.print(f"plan [bold]{escape(prepared.plan.name)}[/] {verb} id [bold]{result.plan_id}[/]: "
+                  f"{len(prepared.resolutions)} ablations, {len(prepared.variants)} variants")
+    typer.echo(f"plan_id={result.plan_id}")
+
+
+@plan_app.command("list")
+def list_cmd(db: str | None = DB_OPTION) -> None:
+    """Stored plans, newest first, with job counts by status."""
+    from zolab.db.repo import plans as repo
+    from zolab.db.session import session_scope
+
+    def read():
+        with session_scope(db) as s:
+            return repo.list_plans(s)
+
+    rows = _guard(read)
+    if not rows:
+        console.print("no plans stored yet: `zolab plan upload FILE`")
+        return
+    table = Table(title="Plans")
+    for col in ("id", "name", "format", "created (UTC)", "ablations", "variants", "jobs"):
+        table.add_column(col)
+    for p in rows:
+        jobs = ", ".join(f"{k} {v}" for k, v in sorted(p.job_counts.items())) or "-"
+        table.add_row(str(p.id), escape(p.name), p.format, p.created_at.strftime("%Y-%m-%d %H:%M"),
+                      str(p.n_ablations), str(p.n_variants), jobs)
+    console.print(table)
+
+
+def _load_stored(plan_id: int, db: str | None):
+    from zolab.db.repo import plans as repo
+    from zolab.db.session import session_scope
+
+    def read():
+        with session_scope(db) as s:
+            plan = repo.get_plan(s, plan_id)
+            if plan is None:
+                return None
+            return plan, repo.plan_ablations(s, plan_id), repo.plan_variants(s, plan_id)
+
+    found = _guard(read)
+    if found is None:
+        fail(f"no plan with id {plan_id} (see `zolab plan list`)", EXIT_BAD_INPUT)
+    return found
+
+
+@plan_app.command("show")
+def show_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None = DB_OPTION,
+             as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """A stored plan: its ablations with their resolution and explanation."""
+    plan, ablations, _ = _load_stored(plan_id, db)
+    rows = [{"name": a.name, "action": a.action, "component": a.component, "status": a.status,
+             "confidence": a.confidence, "changes": a.changes, "explanation": a.explanation,
+             "ablated_part": a.ablated_part, "replacement": a.replacement, "metrics": a.metrics,
+             "overridden": a.overridden} for a in ablations]
+    if as_json:
+        typer.echo(json.dumps({"id": plan.id, "name": plan.name, "format": plan.format,
+                               "content_hash": plan.content_hash, "plan": plan.plan_json, "ablations": rows},
+                              indent=2, default=str))
+        return
+    data = plan.plan_json
+    console.print(f"plan [bold]{plan.id}[/] [bold]{escape(plan.name)}[/] ({plan.format}, "
+                  f"{escape(plan.source_name or '-')}); tasks {escape(', '.join(data.get('tasks', [])))}; "
+                  f"seeds {', '.join(map(str, data.get('seeds', [])))}")
+    if plan.description:
+        console.print(escape(plan.description[:500]))
+    console.print(_resolution_table(rows, "Ablations"))
+
+
+@plan_app.command("expand")
+def expand_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None = DB_OPTION,
+               as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """The variants a stored plan runs (after resolution and merging duplicates); no jobs yet."""
+    plan, ablations, variants = _load_stored(plan_id, db)
+    base = next((v.config for v in variants if v.is_baseline), {})
+    skipped = [(a.name, a.status, a.explanation) for a in ablations if a.status in ("no_op", "unresolved")]
+    if as_json:
+        typer.echo(json.dumps({
+            "plan_id": plan.id,
+            "variants": [{"id": v.id, "label": v.label, "is_baseline": v.is_baseline, "config_hash": v.config_hash,
+                          "ablations": v.ablations, "config": v.config} for v in variants],
+            "skipped": [{"name": n, "status": s, "reason": e} for n, s, e in skipped],
+        }, indent=2, default=str))
+        return
+    table = Table(title=f"Variants of plan {plan.id} ({escape(plan.name)})", show_lines=True)
+    for col in ("id", "label", "changes vs baseline", "config hash", "ablations served"):
+        table.add_column(col, overflow="fold")
+    for v in variants:
+        diff = ", ".join(f"{k}={json.dumps(v.config[k])}" for k in v.config if base.get(k) != v.config[k]) or "-"
+        table.add_row(str(v.id), escape(v.label) + (" (baseline)" if v.is_baseline else ""), escape(diff),
+                      v.config_hash, escape("\n".join(v.ablations)))
+    console.print(table)
+    data = plan.plan_json
+    n_runs = len(variants) * len(data.get("tasks", [])) * len(data.get("seeds", []))
+    console.print(f"{len(variants)} variants x {len(data.get('tasks', []))} tasks x {len(data.get('seeds', []))} "
+                  f"seeds = {n_runs} runs")
+    for name, status, reason in skipped:
+        console.print(f"[yellow]not run[/] {escape(name)} ({status}): {escape(reason)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(plan_app, name="plan")
