@@ -34,7 +34,7 @@ def test_drugreview_drops_neutral_unescapes_html_and_keeps_splits(tmp_path: Path
         [("worked well", "positive")],
     )
     rows = load_drugreview({"path": str(path)}, 0)
-    assert [(e.fields["text"], e.label, e.fields["split"]) for e in rows] == [
+    assert [(e.fields["text"], e.label, e.fields["_split"]) for e in rows] == [
         ("I've felt great & calm", 1, "train"),
         ("awful rash", 0, "train"),
         ("worked well", 1, "test"),
@@ -101,7 +101,7 @@ def test_missing_cache_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.slow
 def test_real_data_sets_have_the_documented_sizes() -> None:
     drug = load_drugreview({}, 0)
-    assert Counter(e.fields["split"] for e in drug) == {"train": 546, "test": 343}
+    assert Counter(e.fields["_split"] for e in drug) == {"train": 546, "test": 343}
     assert Counter(e.label for e in drug) == {1: 633, 0: 256}
     assert "&#039;" not in " ".join(e.fields["text"] for e in drug)
     bbc = load_bbc_topic({}, 0)

@@ -6,7 +6,8 @@
 
 Each loader reads ``options["path"]`` when given (tests write small files in the same format),
 otherwise the cached copy from :func:`zolab.runners.assets.data_path`. Loaders return the whole
-pool in a fixed order (sampling is the runner's); ``options["split"]`` (``train`` | ``test`` |
+pool in a fixed order (sampling is the runner's; drugreview tags its test rows ``_split: test`` so the
+runner keeps the official test split); ``options["split"]`` (``train`` | ``test`` |
 ``all``) restricts drugreview to the package's own split. ``options["max_chars"]`` truncates long
 texts at a word boundary so the prompt's suffix survives a short ``max_length``.
 """
@@ -90,7 +91,7 @@ def load_drugreview(options: dict[str, Any], seed: int = 0) -> list[Example]:
             if rating not in DRUG_LABELS:
                 raise _bad_row(Path(name), reader.line_num, f"rating {rating!r} is not positive/neutral/negative")
             review = html.unescape(row["review"] or "").strip().strip('"').strip()
-            out.append(Example({"text": _clip(review, max_chars), "split": part}, DRUG_LABELS.index(rating)))
+            out.append(Example({"text": _clip(review, max_chars), "_split": part}, DRUG_LABELS.index(rating)))
     if not out:
         raise ValueError(f"drugreview: no positive/negative reviews found (split={split})")
     return out
