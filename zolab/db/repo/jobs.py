@@ -1,0 +1,278 @@
+"""All SQL for jobs, job events, results, metric points and workers.
+
+Callers (``zolab.platform.queue``, ``scheduler``, ``worker``, the CLI) pass a session opened with
+:func:`zolab.db.session.session_scope`; these functions never commit. The legal job state
+transitions are checked by ``zolab.platform.queue`` (the only caller of :func:`record_transition`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from zolab.db.models import (
+    Ablation,
+    Job,
+    JobEvent,
+    JobStatus,
+    MetricPoint,
+    Plan,
+    Result,
+    Variant,
+    Worker,
+    utcnow,
+)
+from zolab.db.session import dialect_name
+
+RUNNING = JobStatus.RUNNING.value
+QUEUED = JobStatus.QUEUED.value
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` already have a job (chunked: IN lists stay small)."""
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):
+        chunk = list(keys[i : i + 500])
+        found.update(session.scalars(select(Job.key).where(Job.key.in_(chunk))))
+    return found
+
+
+def add_jobs(session: Session, jobs: Iterable[Job]) -> list[Job]:
+    """Insert new jobs and their 'queued' event; returns them with ids."""
+    jobs = list(jobs)
+    session.add_all(jobs)
+    session.flush()
+    session.add_all(
+        JobEvent(job_id=j.id, from_status=None, to_status=j.status, message="enqueued") for j in jobs
+    )
+    return jobs
+
+
+def get_job(session: Session, job_id: int, *, lock: bool = False) -> Job | None:
+    stmt = select(Job).where(Job.id == job_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def jobs_of_plan(session: Session, plan_id: int | None = None, *, stage: str | None = None) -> list[Job]:
+    stmt = select(Job).order_by(Job.id)
+    if plan_id is not None:
+        stmt = stmt.where(Job.plan_id == plan_id)
+    if stage is not None:
+        stmt = stmt.where(Job.stage == stage)
+    return list(session.scalars(stmt))
+
+
+def status_counts(session: Session, plan_id: int | None = None) -> dict[str, int]:
+    stmt = select(Job.status, func.count()).group_by(Job.status)
+    if plan_id is not None:
+        stmt = stmt.where(Job.plan_id == plan_id)
+    return {status: n for status, n in session.execute(stmt)}
+
+
+def remaining_work(session: Session, plan_id: int | None = None) -> list[tuple[str, int, int, float | None]]:
+    """(status, progress_step, progress_total, est_step_seconds) of unfinished jobs, for the ETA."""
+    stmt = select(Job.status, Job.progress_step, Job.progress_total, Job.est_step_seconds).where(
+        Job.status.in_([QUEUED, RUNNING])
+    )
+    if plan_id is not None:
+        stmt = stmt.where(Job.plan_id == plan_id)
+    return [tuple(r) for r in session.execute(stmt)]  # type: ignore[misc]
+
+
+def running_on_device(session: Session, host: str, device: str) -> list[Job]:
+    """Jobs running on workers of ``host`` pinned to ``device`` (for GPU packing)."""
+    owners = select(Worker.id).where(Worker.host == host, Worker.device == device)
+    return list(session.scalars(select(Job).where(Job.status == RUNNING, Job.lease_owner.in_(owners))))
+
+
+def next_claimable(
+    session: Session,
+    *,
+    max_memory: int | None = None,
+    allow_no_packing: bool = True,
+    plan_id: int | None = None,
+    job_id: int | None = None,
+) -> Job | None:
+    """Lock and return the next queued job (priority, then age).
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent claimers take different rows. SQLite
+    ignores the clause; the caller holds the single write lock (``BEGIN IMMEDIATE``) instead.
+    """
+    stmt = select(Job).where(Job.status == QUEUED)
+    if max_memory is not None:
+        stmt = stmt.where(or_(Job.est_memory_bytes.is_(None), Job.est_memory_bytes <= max_memory))
+    if not allow_no_packing:
+        stmt = stmt.where(Job.no_packing.is_(False))
+    if plan_id is not None:
+        stmt = stmt.where(Job.plan_id == plan_id)
+    if job_id is not None:
+        stmt = stmt.where(Job.id == job_id)
+    stmt = stmt.order_by(Job.priority.desc(), Job.id).limit(1)
+    if dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return session.scalars(stmt).first()
+
+
+def expired_leases(session: Session, now: datetime) -> list[Job]:
+    stmt = select(Job).where(Job.status == RUNNING, Job.lease_expires_at < now).order_by(Job.id)
+    if dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+def record_transition(
+    session: Session, job: Job, to: JobStatus, *, worker: str | None = None, message: str = ""
+) -> JobEvent:
+    """Set ``job.status`` and append its audit row (legality is checked by the queue)."""
+    event = JobEvent(job_id=job.id, from_status=job.status, to_status=to.value, worker=worker, message=message)
+    job.status = to.value
+    job.updated_at = utcnow()
+    session.add(event)
+    return event
+
+
+def events_of(session: Session, job_id: int) -> list[JobEvent]:
+    return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+# -- results and metric points --------------------------------------------------------------------
+def add_result(session: Session, job: Job, values: dict[str, Any]) -> Result:
+    result = Result(
+        job_id=job.id, plan_id=job.plan_id, variant_id=job.variant_id, task=job.task, seed=job.seed,
+        stage=job.stage, **values,
+    )
+    session.add(result)
+    return result
+
+
+def add_points(session: Session, job_id: int, points: Iterable[tuple[int, str, float]]) -> int:
+    rows = [MetricPoint(job_id=job_id, step=int(s), name=str(n), value=float(v)) for s, n, v in points]
+    session.add_all(rows)
+    return len(rows)
+
+
+def delete_points_after(session: Session, job_id: int, step: int) -> None:
+    """Forget curve points past a resume point (the resumed run reports them again)."""
+    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step))
+
+
+def points_of(session: Session, job_id: int, name: str | None = None) -> list[tuple[int, str, float]]:
+    stmt = select(MetricPoint.step, MetricPoint.name, MetricPoint.value).where(MetricPoint.job_id == job_id)
+    if name is not None:
+        stmt = stmt.where(MetricPoint.name == name)
+    return [tuple(r) for r in session.execute(stmt.order_by(MetricPoint.step, MetricPoint.id))]  # type: ignore[misc]
+
+
+def result_of(session: Session, job_id: int) -> Result | None:
+    return session.scalars(select(Result).where(Result.job_id == job_id)).first()
+
+
+def count_results(session: Session, plan_id: int | None = None) -> int:
+    stmt = select(func.count()).select_from(Result)
+    if plan_id is not None:
+        stmt = stmt.where(Result.plan_id == plan_id)
+    return int(session.scalar(stmt) or 0)
+
+
+@dataclass
+class StepTimeSample:
+    """One finished run of a model+method: what the estimate learns from."""
+
+    config: dict[str, Any]
+    steps: int
+    wall_time_s: float
+    device: str
+
+
+def step_time_samples(session: Session, model: str, method: str, limit: int = 50) -> list[StepTimeSample]:
+    """Latest finished results whose job ran ``model`` with ``method`` (JSON fields, both backends)."""
+    stmt = (
+        select(Job.config, Result.steps, Result.wall_time_s, Result.device)
+        .join(Result, Result.job_id == Job.id)
+        .where(
+            Job.config["model"].as_string() == model,
+            Job.config["method"].as_string() == method,
+            Result.steps > 0,
+            Result.wall_time_s > 0,
+        )
+        .order_by(Result.id.desc())
+        .limit(limit)
+    )
+    return [StepTimeSample(c, s, w, d) for c, s, w, d in session.execute(stmt)]
+
+
+# -- workers ------------------------------------------------------------------------------------
+def add_worker(session: Session, worker_id: str, host: str, pid: int, device: str) -> Worker:
+    worker = Worker(id=worker_id, host=host, pid=pid, device=device)
+    session.add(worker)
+    return worker
+
+
+def touch_worker(session: Session, worker_id: str, *, stopped: bool = False) -> None:
+    values: dict[str, Any] = {"last_seen": utcnow()}
+    if stopped:
+        values["stopped_at"] = values["last_seen"]
+    session.execute(update(Worker).where(Worker.id == worker_id).values(**values))
+
+
+def list_workers(session: Session, *, active_only: bool = False) -> list[Worker]:
+    stmt = select(Worker).order_by(Worker.started_at)
+    if active_only:
+        stmt = stmt.where(Worker.stopped_at.is_(None))
+    return list(session.scalars(stmt))
+
+
+__all__ = [
+    "StepTimeSample",
+    "add_jobs",
+    "add_points",
+    "add_result",
+    "add_worker",
+    "count_results",
+    "delete_points_after",
+    "events_of",
+    "existing_keys",
+    "expired_leases",
+    "get_job",
+    "jobs_of_plan",
+    "list_workers",
+    "next_claimable",
+    "plan_parts",
+    "points_of",
+    "record_transition",
+    "remaining_work",
+    "result_of",
+    "running_on_device",
+    "status_counts",
+    "step_time_samples",
+    "touch_worker",
+    "variant_labels",
+]
+
+
+# -- plan parts the scheduler reads -----------------------------------------------------------------
+def plan_parts(session: Session, plan_id: int) -> tuple[Plan, list[Ablation], list[Variant]] | None:
+    """A stored plan with its ablations (by position) and variants (baseline first, then by id)."""
+    plan = session.get(Plan, plan_id)
+    if plan is None:
+        return None
+    ablations = list(session.scalars(select(Ablation).where(Ablation.plan_id == plan_id).order_by(Ablation.position)))
+    variants = list(session.scalars(
+        select(Variant).where(Variant.plan_id == plan_id).order_by(Variant.is_baseline.desc(), Variant.id)
+    ))
+    return plan, ablations, variants
+
+
+def variant_labels(session: Session, variant_ids: Iterable[int]) -> dict[int, str]:
+    ids = list(set(variant_ids))
+    if not ids:
+        return {}
+    return dict(session.execute(select(Variant.id, Variant.label).where(Variant.id.in_(ids))).all())

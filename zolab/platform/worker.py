@@ -1,0 +1,339 @@
+"""The worker loop: claim a job from the DB queue, run it, write its result, repeat.
+
+One worker runs one job at a time (GPU packing = several workers pinned to one GPU, see
+``executors.local``). The runner is ``zolab.runners.train:run`` unless ``ZOLAB_RUNNER`` /
+``runner=`` names another ``module:function`` with the same signature
+``run(config, reporter, resume) -> Result`` (tests use a trivial one to drain thousands of jobs).
+
+Outcomes, all recorded in the DB by :class:`~zolab.platform.queue.JobQueue`:
+
+* success -> result row + remaining curve points + ``succeeded``, one transaction;
+* ``NonFiniteLossError`` -> ``failed`` with the step and reason, never retried (it would diverge again);
+* CUDA out of memory -> requeued with ``no_packing`` (runs alone next time), the error names the
+  estimate and the memory that was free; a second OOM alone fails it;
+* any other exception -> ``failed`` with the traceback, requeued while attempts < max_attempts;
+* cancelled / lease lost (seen at a heartbeat) -> the run stops, nothing is written;
+* SIGTERM / Ctrl-C -> the job goes back to the queue with its checkpoint (attempt refunded);
+* SIGKILL -> nothing can run: the lease expires and another worker resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zolab.db.errors import DatabaseError
+from zolab.platform.queue import DEFAULT_LEASE_S, Claim, JobQueue, LeaseLost
+from zolab.runners.config import RunConfig
+from zolab.runners.reporter import Checkpoint, JobCancelled, Reporter, Result
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUNNER = "zolab.runners.train:run"
+RUNNER_ENV = "ZOLAB_RUNNER"
+LEASE_ENV = "ZOLAB_LEASE_SECONDS"
+HEARTBEAT_ENV = "ZOLAB_HEARTBEAT_SECONDS"
+RunFn = Callable[[RunConfig, Reporter, "Checkpoint | None"], Result]
+
+
+def resolve_runner(spec: str | RunFn | None = None) -> RunFn:
+    """A run function from ``module:function`` (default: env ``ZOLAB_RUNNER`` or the real runner)."""
+    if callable(spec):
+        return spec
+    spec = spec or os.environ.get(RUNNER_ENV) or DEFAULT_RUNNER
+    module, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"runner {spec!r} must look like 'module:function'")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def _nonfinite_error() -> type[BaseException]:
+    try:
+        from zolab.runners.errors import NonFiniteLossError
+    except ImportError:  # runner not built in this checkout: nothing raises it
+        class NonFiniteLossError(Exception):  # type: ignore[no-redef]
+            pass
+    return NonFiniteLossError
+
+
+def _is_cuda_oom(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch else None
+    return oom is not None and isinstance(exc, oom)
+
+
+def _gib(n: int | None) -> str:
+    return "unknown" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+@dataclass
+class DeviceInfo:
+    """Where this worker runs: ``cpu`` or ``cuda:N`` (N = physical index, for packing across workers)."""
+
+    name: str = "cpu"
+    total_memory: int | None = None
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name.startswith("cuda")
+
+    def free_memory(self) -> int | None:
+        if not self.is_gpu:
+            return None
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(0)
+        return int(free)
+
+
+def detect_device() -> DeviceInfo:
+    """The GPU this process sees first (the executor pins one with CUDA_VISIBLE_DEVICES), else CPU."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return DeviceInfo()
+    if not torch.cuda.is_available():
+        return DeviceInfo()
+    physical = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip() or "0"
+    _free, total = torch.cuda.mem_get_info(0)
+    return DeviceInfo(name=f"cuda:{physical}", total_memory=int(total))
+
+
+class DbReporter:
+    """The runner's Reporter, backed by the queue: progress, loss, checkpoints and curve points
+    reach the DB with each heartbeat (at most every ``heartbeat_s``; checkpoints at once).
+    Raises :class:`JobCancelled` when the job was cancelled or its lease taken over."""
+
+    def __init__(self, queue: JobQueue, job_id: int, worker_id: str, *, heartbeat_s: float = 3.0,
+                 max_buffer: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.queue, self.job_id, self.worker_id = queue, job_id, worker_id
+        self.heartbeat_s, self.max_buffer, self.clock = heartbeat_s, max_buffer, clock
+        self.step: int | None = None
+        self.total: int | None = None
+        self.loss: float | None = None
+        self.points: list[tuple[int, str, float]] = []
+        self._ckpt: dict[str, Any] | None = None
+        self._last = clock()
+        self.flushes = 0
+
+    def progress(self, step: int, total: int, loss: float | None = None) -> None:
+        self.step, self.total = step, total
+        if loss is not None:
+            self.loss = float(loss)
+        self._maybe_flush()
+
+    def metric(self, step: int, name: str, value: float) -> None:
+        self.points.append((int(step), name, float(value)))
+        self._maybe_flush(force=len(self.points) >= self.max_buffer)
+
+    def heartbeat(self) -> None:
+        self._maybe_flush()
+
+    def checkpoint(self, ckpt: Checkpoint) -> None:
+        self._ckpt = ckpt.to_dict()
+        self._maybe_flush(force=True)
+
+    def take_points(self) -> list[tuple[int, str, float]]:
+        out, self.points = self.points, []
+        return out
+
+    def _maybe_flush(self, force: bool = False) -> None:
+        if not force and self.clock() - self._last < self.heartbeat_s:
+            return
+        points = self.take_points()
+        try:
+            self.queue.heartbeat(self.job_id, self.worker_id, step=self.step, total=self.total, loss=self.loss,
+                                 checkpoint=self._ckpt, points=points)
+        except LeaseLost as exc:
+            raise JobCancelled(str(exc)) from exc
+        except DatabaseError as exc:  # DB unreachable after retries: keep running, try again next beat
+            log.warning("heartbeat of job %s failed, will retry: %s", self.job_id, exc)
+            self.points = points + self.points
+            return
+        self._ckpt = None
+        self._last = self.clock()
+        self.flushes += 1
+
+
+@dataclass
+class WorkerStats:
+    succeeded: int = 0
+    failed: int = 0
+    requeued: int = 0
+    stopped: int = 0
+    job_ids: list[int] = field(default_factory=list)
+
+
+class _Stop(BaseException):
+    """SIGTERM turned into an exception so the running job is released cleanly."""
+
+
+class Worker:
+    """Claims and runs jobs until the queue is drained (or forever with ``follow``)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        runner: str | RunFn | None = None,
+        follow: bool = False,
+        lease_s: float | None = None,
+        heartbeat_s: float | None = None,
+        poll_s: float = 1.0,
+        max_jobs: int | None = None,
+        plan_id: int | None = None,
+        device: DeviceInfo | None = None,
+        memory_fraction: float = 0.9,
+    ) -> None:
+        self.url = url
+        self.run_fn = resolve_runner(runner)
+        self.follow = follow
+        self.lease_s = lease_s or _env_float(LEASE_ENV, DEFAULT_LEASE_S)
+        self.heartbeat_s = heartbeat_s or _env_float(HEARTBEAT_ENV, max(0.2, min(5.0, self.lease_s / 4)))
+        self.poll_s, self.max_jobs, self.plan_id = poll_s, max_jobs, plan_id
+        self.device = device or detect_device()
+        self.memory_fraction = memory_fraction
+        self.host = socket.gethostname()
+        self.id = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.queue = JobQueue(url, lease_s=self.lease_s)
+        self.stats = WorkerStats()
+
+    # -- loop --------------------------------------------------------------------------------------
+    def run(self) -> WorkerStats:
+        self.queue.register_worker(self.id, self.host, os.getpid(), self.device.name)
+        try:
+            while self.max_jobs is None or len(self.stats.job_ids) < self.max_jobs:
+                claim = self._claim()
+                if claim is None:
+                    self.queue.requeue_expired()
+                    if not self.follow and self.queue.drained(self.plan_id):
+                        break
+                    self.queue.touch_worker(self.id)
+                    time.sleep(self.poll_s)
+                    continue
+                self.run_claim(claim)
+        finally:
+            try:
+                self.queue.touch_worker(self.id, stopped=True)
+            except DatabaseError as exc:  # pragma: no cover - DB gone while stopping
+                log.warning("could not mark worker %s stopped: %s", self.id, exc)
+        return self.stats
+
+    def _claim(self) -> Claim | None:
+        if not self.device.is_gpu:
+            return self.queue.claim(self.id, plan_id=self.plan_id)
+        free = self.device.free_memory()
+        cap = int(self.device.total_memory * self.memory_fraction) if self.device.total_memory else None
+        return self.queue.claim(
+            self.id, int(free * self.memory_fraction) if free is not None else None,
+            host=self.host, device=self.device.name, device_capacity=cap, plan_id=self.plan_id,
+        )
+
+    # -- one job -----------------------------------------------------------------------------------
+    def run_claim(self, claim: Claim) -> str:
+        """Run one claimed job to an outcome: succeeded | failed | requeued | stopped."""
+        self.stats.job_ids.append(claim.job_id)
+        reporter = DbReporter(self.queue, claim.job_id, self.id, heartbeat_s=self.heartbeat_s)
+        free_at_start = self.device.free_memory()
+        try:
+            config = RunConfig.from_dict(claim.config)
+            resume = Checkpoint.from_dict(claim.checkpoint) if claim.checkpoint else None
+            result = self.run_fn(config, reporter, resume)
+        except JobCancelled as exc:
+            log.info("job %s stopped: %s", claim.job_id, exc)
+            self.queue.release(claim.job_id, self.id)  # no-op when cancelled / taken over
+            self.stats.stopped += 1
+            return "stopped"
+        except (_Stop, KeyboardInterrupt):
+            self.queue.release(claim.job_id, self.id)
+            self.stats.stopped += 1
+            raise
+        except Exception as exc:  # every other outcome is recorded
+            return self._record_failure(claim, exc, free_at_start)
+        try:
+            self.queue.finish(claim.job_id, self.id, result.to_dict(), reporter.take_points())
+        except LeaseLost as exc:  # lease expired while finishing: the other worker's result counts
+            log.warning("result of job %s dropped: %s", claim.job_id, exc)
+            self.stats.stopped += 1
+            return "stopped"
+        self.stats.succeeded += 1
+        return "succeeded"
+
+    def _record_failure(self, claim: Claim, exc: Exception, free_at_start: int | None) -> str:
+        try:
+            if isinstance(exc, _nonfinite_error()):
+                step = getattr(exc, "step", None)
+                reason = f"non-finite loss at step {step}: {exc}" if step is not None else f"non-finite loss: {exc}"
+                self.queue.fail(claim.job_id, self.id, reason, retry=False)
+                self.stats.failed += 1
+                return "failed"
+            if _is_cuda_oom(exc):
+                reason = (
+                    f"CUDA out of memory on {self.device.name}: estimated peak {_gib(claim.est_memory_bytes)}, "
+                    f"{_gib(free_at_start)} free when the job started"
+                )
+                if claim.no_packing:  # it had the GPU to itself: it does not fit
+                    self.queue.fail(claim.job_id, self.id, reason + "; it ran alone, so it does not fit", retry=False)
+                    self.stats.failed += 1
+                    return "failed"
+                status = self.queue.requeue(claim.job_id, self.id, reason + "; requeued to run alone (no packing)",
+                                            no_packing=True)
+                self.stats.requeued += status.value == "queued"
+                self.stats.failed += status.value == "failed"
+                return status.value if status.value == "failed" else "requeued"
+            reason = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8000:]
+            status = self.queue.fail(claim.job_id, self.id, reason, retry=True)
+        except LeaseLost as lost:
+            log.warning("job %s failed after its lease was lost: %s", claim.job_id, lost)
+            self.stats.stopped += 1
+            return "stopped"
+        if status.value == "queued":
+            self.stats.requeued += 1
+            return "requeued"
+        self.stats.failed += 1
+        return "failed"
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise _Stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m zolab.platform.worker``: the process the executors start (``zolab worker`` too)."""
+    parser = argparse.ArgumentParser(prog="zolab-worker", description="claim and run jobs from the zolab queue")
+    parser.add_argument("--db", default=None, help="database URL or SQLite path (default ZOLAB_DB)")
+    parser.add_argument("--follow", action="store_true", help="keep waiting for new jobs")
+    parser.add_argument("--plan", type=int, default=None, help="only jobs of this plan id")
+    parser.add_argument("--runner", default=None, help="module:function (default ZOLAB_RUNNER or the MeZO runner)")
+    parser.add_argument("--lease-seconds", type=float, default=None)
+    parser.add_argument("--poll-seconds", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("ZOLAB_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    worker = Worker(args.db, runner=args.runner, follow=args.follow, lease_s=args.lease_seconds,
+                    poll_s=args.poll_seconds, plan_id=args.plan)
+    try:
+        worker.run()
+    except (_Stop, KeyboardInterrupt):
+        return 143
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
