@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 from sqlalchemy import column, func, inspect, select, table, update
@@ -12,7 +13,7 @@ from sqlalchemy import column, func, inspect, select, table, update
 from zolab.db import migrate
 from zolab.db.errors import SchemaTooNewError
 from zolab.db.models import Base, Plan
-from zolab.db.session import dispose_engines, get_engine, raw_engine, session_scope
+from zolab.db.session import _create, dispose_engines, ensure_migrated, get_engine, raw_engine, session_scope
 
 MODEL_TABLES = set(Base.metadata.tables)
 VERSION = table("alembic_version", column("version_num"))
@@ -98,13 +99,40 @@ print(migrate.current(sys.argv[1]))
 """
 
 
-def test_concurrent_first_use_migrates_once(empty_db_url):
-    """Three processes open a fresh database at once: the writer lock makes one migrate and the
-    others find it at head (no 'table already exists', no 'database is locked')."""
+def test_concurrent_first_use_migrates_once_threads(empty_db_url):
+    """Three engines (three connections, as three processes would have) migrate a fresh database
+    at once: the writer lock makes one migrate and the others find it at head."""
+    engines = [_create(empty_db_url) for _ in range(3)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def first_use(engine) -> None:
+        start.wait()
+        try:
+            ensure_migrated(engine)
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for e in engines:
+        e.dispose()
+    assert errors == []
+    assert migrate.current(empty_db_url) == migrate.head()
+    assert _tables(empty_db_url) == MODEL_TABLES
+
+
+@pytest.mark.slow
+def test_concurrent_first_use_migrates_once_processes(empty_db_url):
+    """Four processes open a fresh database at once (no 'table already exists', no 'database is
+    locked')."""
     procs = [
         subprocess.Popen([sys.executable, "-c", _MIGRATE_CHILD, empty_db_url], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
+        for _ in range(4)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs):

@@ -81,6 +81,8 @@ def backoff_delay(attempt: int, base_delay: float, max_delay: float) -> float:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig  # the driver's words, without SQLAlchemy's "(sqlite3.OperationalError)" prefix
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
