@@ -341,6 +341,12 @@ class Plan(StrictModel):
                 ab.metrics = list(self.metrics)
         return self
 
+    def __eq__(self, other: object) -> bool:
+        """Content equality: where a plan came from (file, line marks) does not matter."""
+        return isinstance(other, Plan) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
     # -- helpers -------------------------------------------------------------------------------
     def baseline_run_config(self, task: str, seed: int) -> RunConfig:
         """The runner config of the baseline for one task and seed."""

@@ -1,0 +1,83 @@
+"""Parsers: the three formats give the same Plan; the seed-format markdown reads as planned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zolab.platform.parsers import detect_format, load_plan, load_source
+from zolab.platform.plan import BUILTIN_DEFAULTS
+
+FIX = Path(__file__).parent / "fixtures"
+SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
+
+
+def test_yaml_jsonl_and_markdown_renderings_are_equal():
+    base = FIX / "eq_baseline.yaml"
+    as_yaml = load_plan(FIX / "eq-plan.yaml")
+    as_jsonl = load_plan(FIX / "eq-plan.jsonl", baseline=base)
+    as_md = load_plan(FIX / "eq-plan.md", baseline=base)
+    assert as_yaml == as_jsonl == as_md
+    assert as_yaml.ablations[1].replacement == ["eps: 0.01"]
+    assert as_yaml.ablations[0].metrics == ["accuracy", "peak_memory"]
+    assert as_yaml.ablations[3].metrics == ["accuracy", "f1"]  # from the plan's default
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("a.yaml", "{", "yaml"), ("a.yml", "", "yaml"), ("a.jsonl", "", "jsonl"), ("a.ndjson", "", "jsonl"),
+    ("a.md", "", "markdown"), ("a.txt", '{"name": 1}\n', "jsonl"), ("a.txt", "## Ablation Plan\n", "markdown"),
+    (None, "- **Ablated Part**: x", "markdown"), (None, "name: x\n", "yaml"),
+])
+def test_format_detection(name, text, expected):
+    assert detect_format(text, name) == expected
+
+
+def test_seed_000_markdown_fixture():
+    loaded = load_source(FIX / "planner_000.md")
+    plan = loaded.plan
+    assert loaded.format == "markdown"
+    assert plan.name == "lm-planner/test-model/mezo-000"
+    assert plan.description.startswith("MeZO adapts ZO-SGD to run in place.")
+    assert [a.action.value for a in plan.ablations] == ["REPLACE", "REMOVE", "REMOVE", "REMOVE", "REMOVE"]
+    assert plan.ablations[0].replacement == ["SGD", "Adam"]
+    assert plan.ablations[0].metrics == ["accuracy", "f1", "peak_memory", "gpu_hours"]
+    assert plan.ablations[4].metrics == ["accuracy", "f1", "convergence"]
+    assert plan.ablations[4].ablated_part == "theoretical assumptions such as local effective rank"
+    # baseline/tasks/seeds: the repository's ablations/baselines/mezo-opt.yaml
+    assert plan.baseline.method == "mezo" and plan.baseline.lr == 1e-6 and plan.baseline.batch_size == 16
+    assert plan.tasks == ["sst2", "rte"] and len(plan.seeds) == 5
+
+
+def test_seed_001_markdown_fixture_and_cli_style_options():
+    plan = load_plan(FIX / "planner_001.md", tasks=["rte"], seeds=[7])
+    assert plan.tasks == ["rte"] and plan.seeds == [7]
+    assert [a.replacement for a in plan.ablations] == [
+        ["0.1", "0.5", "1.0"], ["traditional fine-tuning"], ["1", "5", "10"], [], ["one-point residual-feedback oracle"]]
+    assert plan.ablations[2].name == "Effect of Number of Sampled z's"
+
+
+def test_builtin_defaults_when_no_baseline_file(monkeypatch):
+    import zolab.platform.parsers.defaults as defaults
+
+    monkeypatch.setattr(defaults, "DEFAULT_BASELINE_FILE", FIX / "does-not-exist.yaml")
+    plan = load_plan(FIX / "planner_001.md")
+    assert plan.baseline.model == BUILTIN_DEFAULTS["baseline"]["model"]
+    assert plan.seeds == BUILTIN_DEFAULTS["seeds"]
+
+
+def test_text_input_and_markdown_inline_replacement():
+    text = "## Ablation Plan\n\n### Sweep\n- **Ablated Part**: perturbation scale\n- **Action**: replace\n" \
+           "- **Replacement**: 1e-2, 1e-4\n- **Metrics**: accuracy\n"
+    plan = load_plan(text, baseline=FIX / "eq_baseline.yaml")
+    assert plan.ablations[0].replacement == ["1e-2", "1e-4"]
+    assert plan.name == "planner-plan"
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/seeds is not present in this checkout")
+@pytest.mark.parametrize("prefix,n", [("000_", 5), ("001_", 5)])
+def test_real_seed_files(prefix, n):
+    path = next(SEEDS.glob(prefix + "*.txt"))
+    plan = load_plan(path)
+    assert len(plan.ablations) == n
+    assert plan.description  # the reasoning trace
