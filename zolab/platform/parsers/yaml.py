@@ -27,6 +27,28 @@ _ALLOWED_TAGS = {
 Marks = dict[tuple[Any, ...], tuple[int, int]]
 
 
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """The safe loader, refusing nesting past :data:`MAX_DEPTH` while *scanning*.
+
+    PyYAML's scanner is quadratic in flow nesting (it walks every open level per token), so
+    ``x: [[[[...`` a few KB long burns seconds before the composer's recursion even fails;
+    counting levels here refuses it in microseconds.
+    """
+
+    def _too_deep(self) -> yaml.scanner.ScannerError:
+        return yaml.scanner.ScannerError(None, None, f"nested more than {MAX_DEPTH} levels deep", self.get_mark())
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:
+            raise self._too_deep()
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column: int) -> bool:
+        if len(self.indents) >= MAX_DEPTH:
+            raise self._too_deep()
+        return super().add_indent(column)
+
+
 def _pos(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -98,7 +120,7 @@ def _marks(node: yaml.Node, loc: tuple[Any, ...] = (), out: Marks | None = None)
 def load_yaml_data(text: str, file: str | None) -> tuple[Any, Marks]:
     """Safely parse YAML text into plain data and its marks."""
     try:
-        loader = yaml.SafeLoader(text)  # the reader refuses non-printable characters right here
+        loader = _DepthLimitedLoader(text)  # the reader refuses non-printable characters right here
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
