@@ -167,3 +167,24 @@ def test_postgres_idle_pooled_connection_cut_is_replaced_by_pre_ping(pg_url):
     with session_scope(pg_url) as s:  # pre-ping notices and reconnects: no error at all
         s.add(_plan(1))
     assert _count(pg_url, Plan) == 1
+
+
+def test_forked_child_gets_its_own_connections(db_url):
+    """A worker forked from a process that already used the database must not share its pooled
+    connection (SQLite file handle / PostgreSQL socket) with the parent."""
+    import multiprocessing
+
+    with session_scope(db_url) as s:
+        s.add(_plan(1))
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_child_adds_plan, args=(db_url,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    with session_scope(db_url) as s:  # the parent's pool still works
+        assert s.scalar(select(func.count()).select_from(Plan)) == 2
+
+
+def _child_adds_plan(url: str) -> None:
+    with session_scope(url) as s:
+        s.add(_plan(2))

@@ -19,6 +19,7 @@ Sessions use ``expire_on_commit=False``: objects read inside a scope stay readab
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -134,6 +135,19 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _migrated.clear()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child, drop the parent's pooled connections without closing them (they are the
+    parent's sockets/file handles; SQLAlchemy docs "Using Connection Pools with Multiprocessing")."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+    _migrated.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def dialect_name(obj: Session | Engine | Connection) -> str:
