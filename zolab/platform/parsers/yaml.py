@@ -133,6 +133,9 @@ def load_yaml_data(text: str, file: str | None) -> tuple[Any, Marks]:
             raise PlanError.single(f"YAML nested more than {MAX_DEPTH} levels deep", file=file) from None
         except yaml.MarkedYAMLError as exc:
             msg = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed YAML"
+            if exc.context_mark is not None and exc.problem_mark is not None \
+                    and exc.context_mark.line != exc.problem_mark.line:
+                msg += f" (the construct started on line {exc.context_mark.line + 1})"
             raise _issue(f"malformed YAML: {msg}", file, mark=exc.problem_mark or exc.context_mark) from None
         except yaml.YAMLError as exc:
             raise PlanError.single(f"malformed YAML: {exc}", file=file) from None
