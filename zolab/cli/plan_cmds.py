@@ -87,6 +87,26 @@ def _prepare(file: str, fmt: str | None, baseline: str | None, tasks: str | None
                    seeds=_csv(seeds, "int"), overrides=_overrides(override))
 
 
+def _is_baseline_file(file: str, fmt: str | None) -> bool:
+    from pathlib import Path
+
+    from zolab.platform.parsers import detect_format
+    from zolab.platform.parsers.source import decode, read_bytes
+    from zolab.platform.parsers.yaml import load_yaml_data
+
+    text = decode(read_bytes(Path(file), file), file)
+    if (fmt or detect_format(text, file)) != "yaml":
+        return False
+    data, _ = load_yaml_data(text, file)
+    return isinstance(data, dict) and "ablations" not in data and "name" not in data
+
+
+def _load_defaults(file: str) -> dict[str, Any]:
+    from zolab.platform.parsers.defaults import load_defaults
+
+    return load_defaults(file)
+
+
 def _changes_text(changes: list[dict[str, Any]]) -> str:
     return "\n".join(c["label"] for c in changes) or "-"
 
@@ -143,7 +163,22 @@ def validate_cmd(
     override: list[str] | None = OVERRIDE_OPTION,
     allow_unresolved: bool = typer.Option(False, "--allow-unresolved", help="Exit 0 even with unresolved ablations."),
 ) -> None:
-    """Parse, validate and resolve a plan; show how each ablation maps to runner config changes."""
+    """Parse, validate and resolve a plan; show how each ablation maps to runner config changes.
+
+    A YAML file without ``name`` and ``ablations`` is a baseline file (for ``--baseline``) and is
+    validated as one.
+    """
+    if _guard(lambda: _is_baseline_file(file, fmt)):
+        defaults = _guard(lambda: _load_defaults(file))
+        if as_json:
+            typer.echo(json.dumps({"ok": True, "kind": "baseline", "file": file, "defaults": defaults},
+                                  indent=2, default=str))
+        else:
+            b = defaults["baseline"]
+            console.print(f"baseline file [bold]{escape(file)}[/] is valid: {escape(str(b.get('method', 'mezo')))} "
+                          f"on {escape(str(b.get('model', '-')))}; tasks {escape(', '.join(defaults['tasks']))}; "
+                          f"seeds {', '.join(map(str, defaults['seeds']))}")
+        return
     prepared = _guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
     report = _report(prepared)
     if as_json:

@@ -1,0 +1,114 @@
+"""``zolab plan ...`` end to end: every shipped plan validates, JSON for scripts, upload/list/show/expand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from zolab.cli import app, common
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = Path(__file__).parent / "fixtures"
+SEEDS = ROOT.parent / "shared" / "seeds"
+PLAN_SUFFIXES = {".yaml", ".yml", ".jsonl", ".md"}
+#: ablations/runs/ holds run configs for `zolab run-one`, not plans
+SHIPPED = sorted(p for p in (ROOT / "ablations").rglob("*")
+                 if p.suffix in PLAN_SUFFIXES and p.name != "README.md" and "runs" not in p.relative_to(ROOT).parts)
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setattr(common.err_console, "width", 400)
+    monkeypatch.setattr(common.console, "width", 400)
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, ["plan", *args])
+
+
+def test_shipped_plans_exist():
+    names = {p.name for p in SHIPPED}
+    assert {"quickstart.yaml", "seed-000-mezo.yaml", "seed-001-mezo.yaml", "mezo-opt.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(ROOT)) for p in SHIPPED])
+def test_every_shipped_plan_validates(path: Path):
+    result = run("validate", str(path))
+    assert result.exit_code == 0, result.output + result.stderr
+
+
+@pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/seeds is not present in this checkout")
+@pytest.mark.parametrize("prefix", ["000_", "001_"])
+def test_real_seed_files_validate(prefix: str):
+    path = next(SEEDS.glob(prefix + "*.txt"))
+    result = run("validate", str(path), "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    statuses = [a["status"] for a in report["ablations"]]
+    assert statuses == (["resolved", "resolved", "inverted", "inverted", "resolved"] if prefix == "000_"
+                        else ["resolved", "resolved", "resolved", "no_op", "resolved"])
+
+
+def test_seed_yaml_matches_seed_markdown_resolutions():
+    md = json.loads(run("validate", str(FIX / "planner_000.md"), "--json").stdout)
+    yml = json.loads(run("validate", str(ROOT / "ablations" / "seed-000-mezo.yaml"), "--json").stdout)
+    key = [(a["name"], a["component"], a["status"], a["changes"]) for a in md["ablations"]]
+    assert key == [(a["name"], a["component"], a["status"], a["changes"]) for a in yml["ablations"]]
+
+
+def test_validate_json_has_plan_and_resolutions():
+    result = run("validate", str(FIX / "planner_001.md"), "--json", "--tasks", "rte", "--seeds", "1,2")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["format"] == "markdown"
+    assert report["plan"]["tasks"] == ["rte"] and report["plan"]["seeds"] == [1, 2]
+    first = report["ablations"][0]
+    assert set(first) >= {"name", "component", "status", "changes", "explanation", "confidence"}
+    assert first["changes"][0] == {"label": "eps=0.1", "changes": {"eps": 0.1}}
+    assert len(report["variants"]) == 8
+
+
+def test_validate_table_and_unresolved_exit_code(tmp_path: Path):
+    result = run("validate", str(ROOT / "ablations" / "seed-001-mezo.yaml"))
+    assert result.exit_code == 0
+    assert "MeZO has no layer-wise adaptive step size" in result.stdout and "no_op" in result.stdout
+    path = tmp_path / "u.jsonl"
+    path.write_text('{"name": "[bold]x[/]", "ablated_part": "dropout rate", "action": "REMOVE"}\n')
+    result = run("validate", str(path), "--baseline", str(FIX / "eq_baseline.yaml"))
+    assert result.exit_code == 1 and "unresolved" in result.stderr
+    assert "[bold]x[/]" in result.stdout  # plan text printed escaped, not as markup
+    assert run("validate", str(path), "--allow-unresolved").exit_code == 0
+
+
+def test_bad_options_exit_1(tmp_path: Path):
+    assert run("validate", str(FIX / "planner_001.md"), "--seeds", "a,b").exit_code == 1
+    assert run("validate", str(FIX / "planner_001.md"), "--override", "nonsense").exit_code == 1
+    assert run("validate", str(tmp_path / "missing.yaml")).exit_code == 1
+    assert run("validate", str(FIX / "planner_001.md"), "--format", "toml").exit_code == 1
+
+
+def test_upload_list_show_expand(sqlite_url: str):
+    up = run("upload", str(ROOT / "ablations" / "quickstart.yaml"), "--db", sqlite_url)
+    assert up.exit_code == 0 and "plan_id=1" in up.stdout and "stored as id 1" in up.stdout
+    again = run("upload", str(ROOT / "ablations" / "quickstart.yaml"), "--db", sqlite_url)
+    assert again.exit_code == 0 and "already stored as id 1" in again.stdout
+    listed = run("list", "--db", sqlite_url)
+    assert listed.exit_code == 0 and "quickstart" in listed.stdout
+    shown = run("show", "1", "--db", sqlite_url, "--json")
+    data = json.loads(shown.stdout)
+    assert [a["component"] for a in data["ablations"]] == ["eps", "n_samples", "optimizer", "in_place"]
+    expanded = json.loads(run("expand", "1", "--db", sqlite_url, "--json").stdout)
+    assert [v["label"] for v in expanded["variants"]] == [
+        "baseline", "zero-shot", "eps=0.01", "n_samples=4", "method=fo-adam", "in_place=false"]
+    table = run("expand", "1", "--db", sqlite_url)
+    assert table.exit_code == 0 and "6 variants x 1 tasks x 2 seeds = 12 runs" in table.stdout
+    assert run("show", "99", "--db", sqlite_url).exit_code == 1
+
+
+def test_database_errors_exit_2(tmp_path: Path):
+    bad = f"sqlite:///{tmp_path}/no/such/dir/x.db"
+    result = run("upload", str(ROOT / "ablations" / "quickstart.yaml"), "--db", bad)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
