@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from zolab.platform.components import (
-    COMPONENTS, THRESHOLD, ResolveError, canonical_component, match_component, resolve, resolve_plan,
+    COMPONENTS,
+    THRESHOLD,
+    ResolveError,
+    canonical_component,
+    match_component,
+    resolve,
+    resolve_plan,
 )
 from zolab.platform.errors import PlanError
 from zolab.platform.parsers import load_plan

@@ -58,7 +58,7 @@ def test_seed_001_markdown_fixture_and_cli_style_options():
 
 
 def test_builtin_defaults_when_no_baseline_file(monkeypatch):
-    import zolab.platform.parsers.defaults as defaults
+    from zolab.platform.parsers import defaults
 
     monkeypatch.setattr(defaults, "DEFAULT_BASELINE_FILE", FIX / "does-not-exist.yaml")
     plan = load_plan(FIX / "planner_001.md")

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from zolab.cli import app
-from zolab.cli import common
+from zolab.cli import app, common
 from zolab.db.repo import plans as repo
 from zolab.db.session import session_scope
 from zolab.platform.errors import PlanError

@@ -49,7 +49,7 @@ def _guard(action: Callable[[], T]) -> T:
         fail(str(exc), EXIT_BAD_INPUT)
     except DatabaseError as exc:
         fail(str(exc), EXIT_INTERNAL)
-    except Exception as exc:  # noqa: BLE001 - one line for the user; ZOLAB_DEBUG=1 shows the traceback
+    except Exception as exc:
         if os.environ.get("ZOLAB_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)

@@ -208,7 +208,7 @@ class Rule:
 
 
 def _rule(pattern: str, component: str, score: float, note: str = "") -> Rule:
-    return Rule(re.compile(pattern, re.I), component, score, note)
+    return Rule(re.compile(pattern, re.IGNORECASE), component, score, note)
 
 
 _RANK_NOTE = (

@@ -46,7 +46,7 @@ class PlanError(Exception):
 
     @classmethod
     def single(cls, message: str, *, file: str | None = None, line: int | None = None,
-               column: int | None = None, field: str | None = None) -> "PlanError":
+               column: int | None = None, field: str | None = None) -> PlanError:
         return cls([Issue(message, file, line, column, field)])
 
     def __str__(self) -> str:

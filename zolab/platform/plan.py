@@ -15,7 +15,7 @@ import dataclasses
 import enum
 import typing
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,7 +33,7 @@ from zolab.platform.errors import Issue, PlanError, did_you_mean, format_loc
 from zolab.runners.config import DTYPES, KERNELS, METHODS, OBJECTIVES, PEFT_KINDS, RunConfig
 
 #: loc tuple -> (line, column), 1-based; built by each parser
-Locator = Callable[[tuple[Any, ...]], Optional[tuple[int, int]]]
+Locator = Callable[[tuple[Any, ...]], tuple[int, int] | None]
 
 # --------------------------------------------------------------------------------------------
 # metrics
@@ -73,7 +73,7 @@ def _metric_key(text: str) -> str:
 def normalise_metric(value: Any) -> str:
     """Map free text ("memory usage", "F1", "convergence rate") to a known metric key."""
     if not isinstance(value, str):
-        raise ValueError(f"metric must be text, got {type(value).__name__}")
+        raise ValueError(f"metric must be text, got {type(value).__name__}")  # noqa: TRY004 - pydantic reports ValueError only
     key = _metric_key(value)
     if key in METRIC_ALIASES:
         return METRIC_ALIASES[key]
@@ -123,7 +123,7 @@ def _replacement_item(value: Any) -> list[str]:
         out = []
         for k, v in value.items():
             if isinstance(v, (list, dict)):
-                raise ValueError(f"replacement {k!r}: a value must be a single number or text")
+                raise ValueError(f"replacement {k!r}: a value must be a single number or text")  # noqa: TRY004
             out.append(f"{k}: {_replacement_item(v)[0] if _replacement_item(v) else ''}".strip())
         return out
     raise ValueError(f"replacement items must be text or numbers, got {type(value).__name__}")
@@ -136,7 +136,7 @@ def _replacement(value: Any) -> list[str]:
         out: list[str] = []
         for item in value:
             if isinstance(item, (list, tuple)):
-                raise ValueError("replacement items must be text or numbers, not nested lists")
+                raise ValueError("replacement items must be text or numbers, not nested lists")  # noqa: TRY004
             out.extend(_replacement_item(item))
         return out
     return _replacement_item(value)
@@ -186,7 +186,7 @@ class _BaselineBase(StrictModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, strict=False)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "_BaselineBase":
+    def _cross_checks(self) -> _BaselineBase:
         problems = self._problems()
         if problems:
             raise ValueError("; ".join(problems))
@@ -220,8 +220,8 @@ class Ablation(StrictModel):
     ablated_part: Annotated[str, Field(min_length=1)]
     action: Annotated[Action, BeforeValidator(_action)]
     replacement: Annotated[list[str], BeforeValidator(_replacement)] = Field(default_factory=list)
-    metrics: Optional[list[Metric]] = None
-    component: Optional[str] = None
+    metrics: list[Metric] | None = None
+    component: str | None = None
 
     @field_validator("name", "ablated_part")
     @classmethod
@@ -233,7 +233,7 @@ class Ablation(StrictModel):
 
     @field_validator("component")
     @classmethod
-    def _known_component(cls, v: Optional[str]) -> Optional[str]:
+    def _known_component(cls, v: str | None) -> str | None:
         if v is None:
             return None
         from zolab.platform.components import canonical_component  # lazy: components imports this module
@@ -241,7 +241,7 @@ class Ablation(StrictModel):
         return canonical_component(v)
 
     @model_validator(mode="after")
-    def _replacement_for_replace(self) -> "Ablation":
+    def _replacement_for_replace(self) -> Ablation:
         if self.action is Action.REPLACE and not self.replacement:
             raise PydanticFieldError("replacement", "REPLACE needs a non-empty replacement (the value(s) to use instead)")
         return self
@@ -257,13 +257,13 @@ class PydanticFieldError(ValueError):
 class ParamRange(StrictModel):
     """One tuned hyperparameter: a numeric range, or a list of choices."""
 
-    low: Optional[float] = None
-    high: Optional[float] = None
+    low: float | None = None
+    high: float | None = None
     log: bool = False
-    choices: Optional[list[Any]] = None
+    choices: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "ParamRange":
+    def _check(self) -> ParamRange:
         if self.choices is not None:
             if not self.choices:
                 raise ValueError("choices must not be empty")
@@ -284,7 +284,7 @@ class Tuning(StrictModel):
     sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     metric: Metric = "accuracy"
-    steps: Optional[Annotated[int, Field(ge=1)]] = None
+    steps: Annotated[int, Field(ge=1)] | None = None
     space: dict[str, ParamRange] = Field(default_factory=dict)
 
     @field_validator("space")
@@ -298,7 +298,7 @@ class Tuning(StrictModel):
 
 
 class Budget(StrictModel):
-    gpu_hours: Optional[Annotated[float, Field(gt=0)]] = None
+    gpu_hours: Annotated[float, Field(gt=0)] | None = None
 
 
 class Plan(StrictModel):
@@ -312,12 +312,12 @@ class Plan(StrictModel):
     seeds: Annotated[list[int], Field(min_length=1)]
     metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     zero_shot: bool = False
-    tuning: Optional[Tuning] = None
-    budget: Optional[Budget] = None
+    tuning: Tuning | None = None
+    budget: Budget | None = None
     ablations: Annotated[list[Ablation], Field(min_length=1)]
 
     _marks: dict[tuple[Any, ...], tuple[int, int]] = PrivateAttr(default_factory=dict)
-    _source: Optional[str] = PrivateAttr(default=None)
+    _source: str | None = PrivateAttr(default=None)
 
     @field_validator("tasks", "seeds")
     @classmethod
@@ -328,7 +328,7 @@ class Plan(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _ablation_defaults(self) -> "Plan":
+    def _ablation_defaults(self) -> Plan:
         seen: dict[str, int] = {}
         for i, ab in enumerate(self.ablations):
             key = ab.name.casefold()
@@ -410,8 +410,7 @@ def _issue_for(err: dict[str, Any], file: str | None, locator: Locator | None) -
         msg = f"required field {loc[-1]!r} is missing"
     elif err["type"] == "literal_error":
         msg = f"{msg}, got {err.get('input')!r}"
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+    msg = msg.removeprefix("Value error, ")
     if msg.startswith("@") and "@ " in msg:  # PydanticFieldError: relocate to the named field
         field, _, msg = msg[1:].partition("@ ")
         loc = loc + tuple(_parse_field(field))

@@ -26,9 +26,9 @@ _BY_EXTENSION = {
     ".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
     ".md": "markdown", ".markdown": "markdown",
 }
-_MARKDOWN_HINT = re.compile(r"ablation\s+plan|\*\*ablated\s+part\*\*", re.I)
+_MARKDOWN_HINT = re.compile(r"ablation\s+plan|\*\*ablated\s+part\*\*", re.IGNORECASE)
 
-__all__ = ["FORMATS", "DEFAULT_BASELINE_FILE", "Loaded", "detect_format", "load_plan", "load_source"]
+__all__ = ["DEFAULT_BASELINE_FILE", "FORMATS", "Loaded", "detect_format", "load_plan", "load_source"]
 
 
 def detect_format(text: str, filename: str | None = None) -> str:

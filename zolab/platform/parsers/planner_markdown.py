@@ -26,9 +26,9 @@ from zolab.platform.errors import PlanError
 from zolab.platform.parsers.defaults import with_defaults
 from zolab.platform.plan import Plan, validate_plan
 
-_PLAN_HEADING = re.compile(r"^\s*(?:#{1,6}\s+.*\bablation\s+plan\b|<h[1-6][^>]*>.*\bablation\s+plan\b.*</h[1-6]>)", re.I)
-_TRACE_HEADING = re.compile(r"^\s*(?:#{1,6}\s+.*\breasoning\s+trace\b|<h[1-6][^>]*>.*\breasoning\s+trace\b.*</h[1-6]>)", re.I)
-_SECTION_END = re.compile(r"^\s*(?:</div>|#{1,2}\s|<h[12][\s>])", re.I)
+_PLAN_HEADING = re.compile(r"^\s*(?:#{1,6}\s+.*\bablation\s+plan\b|<h[1-6][^>]*>.*\bablation\s+plan\b.*</h[1-6]>)", re.IGNORECASE)
+_TRACE_HEADING = re.compile(r"^\s*(?:#{1,6}\s+.*\breasoning\s+trace\b|<h[1-6][^>]*>.*\breasoning\s+trace\b.*</h[1-6]>)", re.IGNORECASE)
+_SECTION_END = re.compile(r"^\s*(?:</div>|#{1,2}\s|<h[12][\s>])", re.IGNORECASE)
 _TITLE = re.compile(r"^\s*###\s+(.+?)\s*#*\s*$")
 _FIELD = re.compile(r"^(\s*)[-*+]\s+\*\*([^*]+?)\*\*\s*:?\s*(.*)$")
 _ITEM = re.compile(r"^(\s*)[-*+]\s+(.*)$")
