@@ -1,0 +1,153 @@
+"""What the dashboard's buttons do: parse/resolve an upload, save, preview, launch, cancel, retry.
+
+Thin calls into ``zolab.platform`` (parsers, components, upload, scheduler, queue, executors); no
+SQL and no business rules here, so the CLI and the UI behave the same. Every write clears the
+cached reads (:func:`zolab.ui.data.clear`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zolab import config
+from zolab.platform.components import component_names
+from zolab.platform.errors import PlanError
+from zolab.platform.estimates import StepTimeModel, estimate_job
+from zolab.platform.parsers.source import MAX_BYTES
+from zolab.platform.upload import Prepared, prepare, store
+from zolab.runners.config import RunConfig
+from zolab.ui import data
+
+#: file types the upload accepts (``.txt``: planner trajectories such as the seed plans)
+UPLOAD_TYPES = ("yaml", "yml", "md", "jsonl", "txt")
+BASELINES_DIR = config.ABLATIONS_DIR / "baselines"
+
+
+def check_upload(name: str, size: int) -> None:
+    """Refuse a file by extension or size before reading it (PlanError naming the file)."""
+    ext = Path(name).suffix.lower().lstrip(".")
+    if ext not in UPLOAD_TYPES:
+        raise PlanError.single(
+            f"unsupported file type {'.' + ext if ext else '(none)'}; upload one of "
+            + ", ".join("." + t for t in UPLOAD_TYPES), file=name)
+    if size > MAX_BYTES:
+        raise PlanError.single(f"file is {size:,} bytes; plans are limited to {MAX_BYTES:,} bytes", file=name)
+
+
+def baseline_files() -> list[Path]:
+    """Baselines a JSONL/markdown plan can take its RunConfig, tasks and seeds from."""
+    return sorted(BASELINES_DIR.glob("*.y*ml")) if BASELINES_DIR.is_dir() else []
+
+
+def prepare_upload(raw: bytes, name: str, *, baseline: str | Path | None = None,
+                   tasks: list[str] | None = None, seeds: list[int] | None = None,
+                   overrides: Mapping[str, str] | None = None) -> Prepared:
+    """Parse, validate, resolve (with the user's component overrides) and expand; writes nothing.
+    Raises PlanError with every problem located."""
+    check_upload(name, len(raw))
+    return prepare(raw, filename=name, baseline=baseline, tasks=tasks, seeds=seeds, overrides=overrides)
+
+
+def components() -> list[str]:
+    return component_names()
+
+
+@dataclass(frozen=True)
+class UploadEstimate:
+    """What launching would cost, before saving (default step times: no past runs consulted)."""
+
+    variants: int
+    jobs: int
+    gpu_hours: float
+    max_memory_bytes: int
+    budget_gpu_hours: float | None
+
+    @property
+    def within_budget(self) -> bool:
+        return self.budget_gpu_hours is None or self.gpu_hours <= self.budget_gpu_hours
+
+
+def estimate_upload(prepared: Prepared, device: str = "cpu") -> UploadEstimate:
+    plan = prepared.plan
+    times = StepTimeModel()
+    hours, mem, jobs = 0.0, 0, 0
+    for v in prepared.variants:
+        for task in plan.tasks:
+            for seed in plan.seeds:
+                est = estimate_job(RunConfig.from_dict({**v.config, "task": task, "seed": seed}), times, device)
+                hours += est.gpu_hours
+                mem = max(mem, est.memory_bytes)
+                jobs += 1
+    budget = plan.budget.gpu_hours if plan.budget is not None else None
+    return UploadEstimate(len(prepared.variants), jobs, hours, mem, budget)
+
+
+def save(prepared: Prepared, *, allow_unresolved: bool = False) -> tuple[int, bool]:
+    """Store the prepared plan (one transaction); ``(plan id, created)``. Raises PlanError."""
+    result = store(prepared, url=data.db_url(), allow_unresolved=allow_unresolved)
+    data.clear()
+    return result.plan_id, result.created
+
+
+def expansion(plan_id: int) -> Any:
+    """Jobs, estimates and the budget verdict of a stored plan (writes nothing)."""
+    from zolab.platform.scheduler import expand
+
+    return expand(data.db_url(), plan_id)
+
+
+def launch(plan_id: int, *, force: bool = False, workers: int = 1) -> tuple[int, int, int]:
+    """Enqueue the plan's jobs and start local workers when none is running.
+
+    Returns (jobs created, jobs already there, workers started). Raises ``BudgetExceeded``.
+    """
+    from zolab.platform.scheduler import schedule
+
+    report = schedule(data.db_url(), plan_id, force=force)
+    started = 0
+    if report.created and data._active_workers(data.db_url()) == 0:  # fresh read, not the cached one
+        started = start_workers(plan_id, workers)
+    data.clear()
+    return len(report.created), report.existing, started
+
+
+def start_workers(plan_id: int | None, n: int = 1) -> int:
+    """Start ``n`` local worker processes (detached, logging under ``ZOLAB_HOME``); they stop
+    when the queue is drained. Uses the local executor when present."""
+    try:
+        from zolab.platform.executors.local import start_workers as start_local
+    except ImportError:
+        start_local = None
+    if start_local is not None:
+        return int(start_local(data.db_url(), n=n, plan_id=plan_id) or n)
+    logs = config.home_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "zolab.platform.worker", "--db", data.db_url()]
+    if plan_id is not None:
+        cmd += ["--plan", str(plan_id)]
+    for i in range(n):
+        with open(logs / f"ui-worker-{plan_id}-{i}.log", "ab") as log:
+            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+    return n
+
+
+def cancel(job_id: int) -> str:
+    from zolab.platform.queue import JobQueue
+
+    status = JobQueue(data.db_url()).cancel(job_id, by="ui")
+    data.clear()
+    return str(getattr(status, "value", status))
+
+
+def retry(job_id: int) -> str:
+    from zolab.platform.queue import JobQueue
+
+    status = JobQueue(data.db_url()).retry(job_id, by="ui")
+    data.clear()
+    return str(getattr(status, "value", status))

@@ -1,0 +1,175 @@
+"""Plans: upload a plan file, see validation errors and how each ablation was understood,
+override a resolution, save, preview the expansion and budget, launch. Plan list with job counts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from zolab.platform.errors import PlanError
+from zolab.ui import actions, data
+from zolab.ui.widgets import issues_frame, md_escape, no_plans
+
+st.title("Plans")
+if "flash" in st.session_state:  # a message from the action before the last rerun (our own text)
+    st.success(st.session_state.pop("flash"))
+
+# ---------------------------------------------------------------- plan list
+plans = data.plans()
+st.subheader("Stored plans")
+if plans:
+    st.dataframe(data.plans_frame(plans), hide_index=True, width="stretch", key="plan_list")
+else:
+    no_plans()
+
+# ---------------------------------------------------------------- upload
+st.subheader("Upload a plan")
+uploaded = st.file_uploader(
+    "Plan file (.yaml, .yml, .md, .jsonl, .txt)", type=list(actions.UPLOAD_TYPES), key="plan_file",
+    help="YAML plans are complete; JSONL (AblationBench) and planner markdown take the baseline, "
+         "tasks and seeds from the baseline chosen below.",
+)
+baselines = actions.baseline_files()
+baseline_choice = st.selectbox(
+    "Baseline for JSONL / markdown plans", ["(built-in default)"] + [p.name for p in baselines],
+    key="baseline_choice",
+)
+col_t, col_s = st.columns(2)
+tasks_text = col_t.text_input("Tasks (comma-separated, optional override)", key="tasks_override")
+seeds_text = col_s.text_input("Seeds (comma-separated, optional override)", key="seeds_override")
+
+
+def _split(text: str) -> list[str] | None:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def _show_plan_error(err: PlanError, what: str) -> None:
+    st.error(f"{what}: {len(err.issues)} problem(s); nothing was saved.", icon="🚫")
+    st.dataframe(issues_frame(err.issues), hide_index=True, width="stretch", key="plan_errors")
+
+
+if uploaded is not None:
+    baseline = None
+    if baseline_choice != "(built-in default)":
+        baseline = next(p for p in baselines if p.name == baseline_choice)
+    overrides: dict[str, str] = dict(st.session_state.get("overrides", {}))
+    prepared = None
+    try:
+        seeds = [int(s) for s in _split(seeds_text) or []] or None
+    except ValueError:
+        st.error("Seeds must be whole numbers separated by commas.", icon="🚫")
+    else:
+        try:
+            prepared = actions.prepare_upload(uploaded.getvalue(), uploaded.name, baseline=baseline,
+                                              tasks=_split(tasks_text), seeds=seeds, overrides=overrides)
+        except PlanError as err:
+            _show_plan_error(err, "The plan is invalid")
+
+    if prepared is not None:
+        plan = prepared.plan
+        st.success(f"Parsed {len(plan.ablations)} ablation(s) from a {prepared.format} plan.")
+        st.text(f"Plan name: {plan.name}")
+        st.markdown("**How each ablation was understood**")
+        table = pd.DataFrame(
+            [{"ablation": a.name, "ablated part": a.ablated_part, "action": a.action.value,
+              "component": r.component or "", "status": r.status, "confidence": round(r.confidence, 2),
+              "variants": ", ".join(label for label, _ in r.variants), "explanation": r.explanation,
+              "overridden": r.overridden}
+             for a, r in zip(plan.ablations, prepared.resolutions)]
+        )
+        st.dataframe(table, hide_index=True, width="stretch", key="resolution_table")
+
+        with st.expander("Override a component", expanded=bool(prepared.unresolved)):
+            choices = ["(automatic)", *actions.components()]
+            for i, (a, r) in enumerate(zip(plan.ablations, prepared.resolutions)):
+                current = overrides.get(a.name, "(automatic)")
+                st.text(f"{i + 1}. {a.name} [{r.status}]")
+                pick = st.selectbox(f"Component for ablation {i + 1}", choices,
+                                    index=choices.index(current) if current in choices else 0, key=f"override_{i}")
+                if pick == "(automatic)":
+                    overrides.pop(a.name, None)
+                else:
+                    overrides[a.name] = pick
+            if overrides != st.session_state.get("overrides", {}):
+                st.session_state["overrides"] = overrides
+                st.rerun()
+
+        est = actions.estimate_upload(prepared)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Variants", est.variants)
+        c2.metric("Jobs", est.jobs)
+        c3.metric("Est. GPU hours", f"{est.gpu_hours:.3f}")
+        c4.metric("Est. peak memory (GiB)", f"{est.max_memory_bytes / 1024**3:.2f}")
+        if est.budget_gpu_hours is not None:
+            (st.success if est.within_budget else st.warning)(
+                f"{'Within' if est.within_budget else 'OVER'} budget: {est.gpu_hours:.3f} of "
+                f"{est.budget_gpu_hours:.3f} GPU hours (default step times).")
+
+        allow = False
+        if prepared.unresolved:
+            st.warning(f"{len(prepared.unresolved)} ablation(s) are unresolved: pick a component above, "
+                       "or save them as not run.")
+            allow = st.checkbox("Save unresolved ablations without running them", key="allow_unresolved")
+        if st.button("Save plan", type="primary", key="save_plan",
+                     disabled=bool(prepared.unresolved) and not allow):
+            try:
+                plan_id, created = actions.save(prepared, allow_unresolved=allow)
+            except PlanError as err:
+                _show_plan_error(err, "The plan was refused")
+            else:
+                st.session_state["selected_plan_id"] = plan_id
+                st.session_state["flash"] = (
+                    f"Saved as plan #{plan_id}." if created
+                    else f"This plan is already stored as plan #{plan_id}; nothing was written.")
+                st.rerun()
+else:
+    st.session_state.pop("overrides", None)
+
+# ---------------------------------------------------------------- preview + launch
+plans = data.plans()
+if plans:
+    st.subheader("Expansion and launch")
+    names = {p.id: p.name for p in plans}
+    ids = list(names)
+    current = st.session_state.get("selected_plan_id")
+    plan_id = st.selectbox("Plan to launch", ids, index=ids.index(current) if current in ids else 0,
+                           format_func=lambda i: f"#{i} · {names[i]}", key="launch_plan")
+    st.session_state["selected_plan_id"] = plan_id
+    abl = data.ablations(plan_id)
+    if abl:
+        st.dataframe(pd.DataFrame([{"ablation": a.name, "ablated part": a.ablated_part, "action": a.action,
+                                    "component": a.component or "", "status": a.status,
+                                    "explanation": a.explanation, "overridden": a.overridden} for a in abl]),
+                     hide_index=True, width="stretch", key="stored_ablations")
+    try:
+        exp = actions.expansion(plan_id)
+    except Exception as exc:  # noqa: BLE001  (scheduler refusals are shown, not raised)
+        st.error(f"Cannot expand this plan: {md_escape(exc)}")
+        exp = None
+    if exp is not None:
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Variants", len(exp.variants))
+        c2.metric("Jobs", len(exp.jobs))
+        c3.metric("Est. GPU hours", f"{exp.total_gpu_hours:.3f}")
+        c4.metric("Est. peak memory (GiB)", f"{exp.max_memory_bytes / 1024**3:.2f}")
+        (st.success if exp.within_budget else st.warning)(md_escape(exp.verdict()))
+        if exp.skipped:
+            st.dataframe(pd.DataFrame([{"skipped ablation": s.name, "status": s.status, "reason": s.reason}
+                                       for s in exp.skipped]), hide_index=True, width="stretch", key="skipped")
+        with st.expander("Jobs to run"):
+            st.dataframe(pd.DataFrame([{"variant": j.variant_label, "task": j.task, "seed": j.seed,
+                                        "est. GPU hours": j.estimate.gpu_hours,
+                                        "est. memory (GiB)": j.estimate.memory_bytes / 1024**3}
+                                       for j in exp.jobs]), hide_index=True, width="stretch", key="job_preview")
+        force = False
+        if not exp.within_budget:
+            force = st.checkbox("Launch anyway (over budget)", key="force_launch")
+        if st.button("Launch", type="primary", key="launch", disabled=not exp.within_budget and not force):
+            try:
+                created, existing, started = actions.launch(plan_id, force=force)
+            except Exception as exc:  # noqa: BLE001  (budget / DB refusals shown as one line)
+                st.error(f"Launch refused: {md_escape(exc)}")
+            else:
+                st.success(f"Enqueued {created} job(s) ({existing} already queued or done); "
+                           f"started {started} local worker(s). Watch them on the Jobs page.")
