@@ -6,7 +6,7 @@ so every pass regenerates the same z with one parameter-sized temporary at a tim
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
