@@ -81,3 +81,48 @@ def test_real_seed_files(prefix, n):
     plan = load_plan(path)
     assert len(plan.ablations) == n
     assert plan.description  # the reasoning trace
+
+
+DESIGN_EXAMPLE = """\
+zolab: 1
+name: mezo-core-ablations
+description: free text
+baseline:                       # a complete RunConfig: the method being ablated
+  method: mezo                  # optimizer key, see components
+  model: facebook/opt-125m      # HF id or local path; tests use small configs
+  peft: none                    # none | lora | prefix
+  objective: ce                 # ce | accuracy | f1
+  prompt: true
+  lr: 1.0e-6
+  eps: 1.0e-3
+  n_samples: 1
+  steps: 20000
+  batch_size: 16
+  eval_every: 500
+tasks: [sst2, rte]
+seeds: [13, 21, 42]
+metrics: [accuracy, f1, peak_memory, gpu_hours]   # default for each ablation
+tuning:                         # optional: Optuna before the final seeds
+  trials: 12
+  sampler: tpe
+  pruner: median
+  space:
+    lr:  {low: 1.0e-7, high: 1.0e-5, log: true}
+    eps: {low: 1.0e-4, high: 1.0e-2, log: true}
+budget: {gpu_hours: 50}
+ablations:
+  - name: Ablation of Zeroth-Order Optimization Method
+    ablated_part: zeroth-order optimization method
+    action: REPLACE             # REPLACE | REMOVE | ADD
+    replacement: [SGD, Adam]
+    metrics: [accuracy, f1, peak_memory, gpu_hours]
+    component: optimizer        # optional: overrides the resolver
+"""
+
+
+def test_design_md_example_is_accepted_as_written():
+    plan = load_plan(DESIGN_EXAMPLE, filename="design.yaml")
+    assert plan.tuning.trials == 12 and plan.tuning.space["eps"].high == 1e-2
+    assert plan.budget.gpu_hours == 50 and plan.ablations[0].component == "optimizer"
+    cfg = plan.baseline_run_config("sst2", 13)
+    assert (cfg.model, cfg.steps, cfg.eval_every) == ("facebook/opt-125m", 20000, 500)
