@@ -193,3 +193,21 @@ def test_resolve_plan_locates_impossible_ablations():
         resolve_plan(plan)
     assert err.value.line == 31 and err.value.field == "ablations[3].action"
     assert "use REPLACE" in str(err.value)
+
+
+@pytest.mark.parametrize("text", [
+    "training data size", "dropout rate", "model size", "random seed", "data augmentation",
+    "perturbation distribution (Gaussian vs Rademacher)", "momentum coefficient",
+])
+def test_unrelated_parts_stay_below_the_threshold(text):
+    assert match_component(text)[0].score < THRESHOLD, match_component(text)[:2]
+
+
+@pytest.mark.parametrize("text,component", [
+    ("learning rate", "lr"), ("batch size", "batch_size"), ("weight decay", "weight_decay"),
+    ("prompt template", "prompt"), ("LoRA", "peft"), ("epsilon", "eps"), ("query budget", "n_samples"),
+    ("optimizer", "optimizer"), ("training steps", "steps"),
+])
+def test_known_parts_resolve(text, component):
+    best = match_component(text)[0]
+    assert best.component == component and best.score >= THRESHOLD

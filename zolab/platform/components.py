@@ -232,6 +232,7 @@ RULES: tuple[Rule, ...] = (
     _rule(r"batch[- ]size", "batch_size", 0.9),
     _rule(r"weight[- ]decay", "weight_decay", 0.9),
 )
+_STOPWORDS = {"of", "the", "a", "an", "and", "such", "as", "in", "for", "on", "with", "to", "its"}
 _ALIAS_TABLE = [(_norm(a), c.key) for c in COMPONENTS.values() for a in (c.key, c.title, *c.aliases)]
 
 
@@ -270,8 +271,13 @@ def match_component(text: str) -> list[Match]:
         if found := rule.pattern.search(text):
             offer(Match(rule.component, rule.score, f"keyword {found.group(0)!r}", rule.note))
     norm = _norm(text)
+    words = [w for w in norm.split() if w not in _STOPWORDS] or norm.split()
     for alias, key in _ALIAS_TABLE:
-        score = max(fuzz.token_set_ratio(norm, alias) * 0.9, fuzz.ratio(norm, alias)) / 100
+        # token_set_ratio is 100 whenever the alias's words are a subset of the text ("training" in
+        # "training data size"): weight it by how much of the text the alias covers.
+        coverage = min(1.0, len(alias.split()) / max(len(words), 1) + 0.25)
+        subset = fuzz.token_set_ratio(norm, alias) * 0.9 * coverage
+        score = max(subset, fuzz.ratio(norm, alias), fuzz.token_sort_ratio(norm, alias)) / 100
         offer(Match(key, round(score, 3), f"alias {alias!r}"))
     return sorted(best.values(), key=lambda m: -m.score)
 
