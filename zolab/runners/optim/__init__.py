@@ -1,0 +1,102 @@
+"""Optimizers by method key: the ZO family (:mod:`.zo`, :mod:`.forward_grad`) and FO baselines (:mod:`.fo`).
+
+:func:`build_optimizer` maps ``RunConfig.method`` through :data:`OPTIMIZERS` (one small class per
+method, no branching on the method string inside a step loop) and builds the param groups: weight
+decay is skipped for biases and norm weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from zolab.runners.config import RunConfig
+from zolab.runners.kernels import PerturbationBackend, get_backend
+from zolab.runners.optim.base import MaterialisedBackend, ZOOptimizer, stream_seed
+from zolab.runners.optim.fo import FOAdam, FOSGD
+from zolab.runners.optim.forward_grad import ForwardGrad
+from zolab.runners.optim.zo import OnePointRF, ZOAdam, ZOCons, ZOMomentum, ZOSGD, ZOSign
+
+NamedParams = Sequence[tuple[str, nn.Parameter]]
+
+
+def _zo(cls: type[ZOOptimizer], knobs: Callable[[RunConfig], dict[str, Any]] = lambda c: {}
+        ) -> Callable[..., torch.optim.Optimizer]:
+    """Builder for a ZO class: the shared knobs plus the method's own (``knobs(config)``)."""
+
+    def build(groups: list[dict], config: RunConfig, backend: PerturbationBackend, **_: Any) -> ZOOptimizer:
+        return cls(groups, lr=config.lr, eps=config.eps, n_samples=config.n_samples, seed=config.seed,
+                   backend=backend, in_place=config.in_place, **knobs(config))
+
+    return build
+
+
+def _forward_grad(groups: list[dict], config: RunConfig, backend: PerturbationBackend, *,
+                  model: nn.Module | None = None, names: Sequence[str] = (), **_: Any) -> ForwardGrad:
+    if model is None:
+        raise ValueError("forward-grad needs the model (build_optimizer(..., model=model))")
+    return ForwardGrad(groups, lr=config.lr, eps=config.eps, n_samples=config.n_samples, seed=config.seed,
+                       backend=backend, in_place=config.in_place, model=model, names=names)
+
+
+def _fo_sgd(groups: list[dict], config: RunConfig, backend: PerturbationBackend, **_: Any) -> FOSGD:
+    return FOSGD(groups, lr=config.lr, momentum=config.momentum)
+
+
+def _fo_adam(groups: list[dict], config: RunConfig, backend: PerturbationBackend, **_: Any) -> FOAdam:
+    return FOAdam(groups, lr=config.lr, betas=tuple(config.betas))
+
+
+#: method key -> builder(groups, config, backend, **extra)
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "mezo": _zo(ZOSGD),
+    "zo-sgd": _zo(ZOSGD),
+    "zo-momentum": _zo(ZOMomentum, lambda c: {"momentum": c.momentum}),
+    "zo-adam": _zo(ZOAdam, lambda c: {"betas": tuple(c.betas)}),
+    "zo-sign": _zo(ZOSign),
+    "zo-cons": _zo(ZOCons),
+    "one-point-rf": _zo(OnePointRF),
+    "forward-grad": _forward_grad,
+    "fo-sgd": _fo_sgd,
+    "fo-adam": _fo_adam,
+}
+
+_NO_DECAY_HINTS = ("bias", "norm", "ln_", "layernorm", "layer_norm")
+
+
+def no_decay(name: str, param: torch.Tensor) -> bool:
+    """Biases and norm weights (1-d tensors or norm-named) are not decayed."""
+    lowered = name.lower()
+    return param.ndim <= 1 or any(h in lowered for h in _NO_DECAY_HINTS)
+
+
+def param_groups(named_params: NamedParams, weight_decay: float) -> tuple[list[dict], list[str]]:
+    """(groups, names in group order): decayed weights first, then biases/norms with weight_decay 0."""
+    decay = [(n, p) for n, p in named_params if not no_decay(n, p)]
+    keep = [(n, p) for n, p in named_params if no_decay(n, p)]
+    groups = [{"params": [p for _, p in g], "weight_decay": wd}
+              for g, wd in ((decay, weight_decay), (keep, 0.0)) if g]
+    return groups, [n for n, _ in decay] + [n for n, _ in keep]
+
+
+def build_optimizer(config: RunConfig, named_params: NamedParams, *, model: nn.Module | None = None,
+                    backend: PerturbationBackend | None = None, device: torch.device | str | None = None
+                    ) -> torch.optim.Optimizer:
+    """The optimizer for ``config.method`` over ``named_params`` (only the trainable ones)."""
+    if config.method not in OPTIMIZERS:
+        raise ValueError(f"unknown method {config.method!r}; known: {', '.join(OPTIMIZERS)}")
+    named_params = list(named_params)
+    if not named_params:
+        raise ValueError("no trainable parameters to optimise")
+    if backend is None:
+        dev = device if device is not None else named_params[0][1].device
+        backend = get_backend(config.kernel, dev)
+    groups, names = param_groups(named_params, config.weight_decay)
+    return OPTIMIZERS[config.method](groups, config, backend, model=model, names=names)
+
+
+__all__ = ["OPTIMIZERS", "build_optimizer", "param_groups", "no_decay", "stream_seed", "ZOOptimizer",
+           "MaterialisedBackend", "ZOSGD", "ZOMomentum", "ZOAdam", "ZOSign", "ZOCons", "OnePointRF",
+           "ForwardGrad", "FOSGD", "FOAdam"]

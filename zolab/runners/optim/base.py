@@ -1,0 +1,243 @@
+"""Shared machinery of the zeroth-order optimizers (torch.optim style).
+
+A ZO step draws ``n_samples`` seeds from a stream that depends only on ``(seed, step, k)``, so a
+run is replayable: its whole trajectory is the list of ``(seed, projected_grad)`` pairs in
+:attr:`ZOOptimizer.trajectory`. Every change of the weights goes through a
+:class:`~zolab.runners.kernels.PerturbationBackend` (``apply``: ``p <- (1-d) p + sum alpha z``),
+so z is regenerated from the seed, never stored (unless ``in_place=False``: see
+:class:`MaterialisedBackend`).
+
+Loss evaluations go through an *oracle*: live steps evaluate the closure under ``torch.no_grad``;
+:meth:`ZOOptimizer.replay` runs the very same sequence of weight operations with the recorded
+projected gradients instead of forwards, so a resumed run is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from zolab.runners.errors import NonFiniteLossError
+from zolab.runners.kernels import PerturbationBackend, TorchBackend
+
+Closure = Callable[[], Any]
+_SEED_SPACE = (1 << 53) - 1  # JSON-safe integers
+
+
+def stream_seed(seed: int, step: int, sample: int = 0) -> int:
+    """Seed of sample ``sample`` at step ``step`` of a run seeded ``seed`` (deterministic, well spread)."""
+    digest = hashlib.blake2b(f"zolab:{seed}:{step}:{sample}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & _SEED_SPACE
+
+
+class LiveOracle:
+    """Evaluates the closure (one forward each call), refusing non-finite losses."""
+
+    replaying = False
+
+    def __init__(self, closure: Closure, step: int) -> None:
+        self.closure = closure
+        self.step = step
+
+    def loss(self) -> float:
+        with torch.no_grad():
+            return self.check(float(self.closure()))
+
+    def check(self, value: float) -> float:
+        if not math.isfinite(value):
+            raise NonFiniteLossError(self.step, value)
+        return value
+
+    def grad(self, compute: Callable[[], float]) -> float:
+        return compute()
+
+
+class ReplayOracle:
+    """Stands in for forwards during replay: losses are unknown, projected gradients are recorded."""
+
+    replaying = True
+
+    def __init__(self, grads: Sequence[float]) -> None:
+        self._grads = list(grads)
+        self._next = 0
+
+    def loss(self) -> float:
+        return math.nan
+
+    def grad(self, compute: Callable[[], float]) -> float:
+        g = self._grads[self._next]
+        self._next += 1
+        return g
+
+
+Oracle = LiveOracle | ReplayOracle
+
+
+class MaterialisedBackend:
+    """Naive ZO (``in_place=False``): z of every parameter is drawn once per seed and held for the step.
+
+    Same z values and the same sequence of additions as the wrapped backend's in-place path, so the
+    update is identical; only memory differs (one extra model-sized copy per sampled direction).
+    """
+
+    def __init__(self, inner: PerturbationBackend) -> None:
+        self.inner = inner
+        self.name = f"materialised-{inner.name}"
+        self._held: dict[tuple[int, int], torch.Tensor] = {}
+
+    def z(self, p: torch.Tensor, seed: int, index: int) -> torch.Tensor:
+        key = (seed, index)
+        if key not in self._held:
+            self._held[key] = self.inner.z(p, seed, index)
+        return self._held[key]
+
+    @torch.no_grad()
+    def apply(self, params: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]],
+              decay: Sequence[float] | None = None) -> None:
+        zs = {seed: [self.z(p, seed, i) for i, p in enumerate(params)] for seed, _ in terms}
+        for i, p in enumerate(params):
+            if decay is not None and decay[i]:
+                p.mul_(1.0 - decay[i])
+            for seed, alpha in terms:
+                if alpha:
+                    p.add_(zs[seed][i], alpha=alpha)
+
+    def release(self) -> None:
+        self._held.clear()
+
+
+class ZOOptimizer(torch.optim.Optimizer):
+    """Base of the ZO family: param groups, seed stream, SPSA probes, trajectory, replay.
+
+    Subclasses implement :meth:`_update` (``grads`` are the q projected gradients of the step;
+    the weights are at ``theta - eps z_q`` with ``pending`` the restoring term still to apply) or
+    override :meth:`_zo_step` entirely (one-point, forward-gradient, conservative).
+    """
+
+    forwards_per_step: int = 2
+    needs_grad = False
+
+    def __init__(self, params: Iterable[Any], *, lr: float, eps: float = 1e-3, weight_decay: float = 0.0,
+                 n_samples: int = 1, seed: int = 0, backend: PerturbationBackend | None = None,
+                 in_place: bool = True, **extra: Any) -> None:
+        if not lr > 0:
+            raise ValueError(f"invalid learning rate: {lr}")
+        if not eps > 0:
+            raise ValueError(f"invalid perturbation scale eps: {eps}")
+        if weight_decay < 0:
+            raise ValueError(f"invalid weight_decay: {weight_decay}")
+        if int(n_samples) < 1:
+            raise ValueError(f"invalid n_samples: {n_samples}")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, **extra))
+        if len({g["lr"] for g in self.param_groups}) != 1:
+            raise ValueError("ZO optimizers share one lr across param groups (z is shared across groups)")
+        self.eps = float(eps)
+        self.n_samples = int(n_samples)
+        self.seed = int(seed)
+        inner = backend or TorchBackend()
+        self.backend: PerturbationBackend = inner if in_place else MaterialisedBackend(inner)
+        self.in_place = in_place
+        self.step_count = 0
+        self.trajectory: list[tuple[int, float]] = []
+
+    # -- parameters --------------------------------------------------------------------------
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """All parameters in group order; a parameter's position is its z index."""
+        return [p for g in self.param_groups for p in g["params"]]
+
+    @property
+    def lr(self) -> float:
+        return float(self.param_groups[0]["lr"])
+
+    def decays(self, scale: float | None = None) -> list[float] | None:
+        """Per-parameter multiplicative decay ``lr * weight_decay`` (None when all zero)."""
+        lr = self.lr if scale is None else scale
+        out = [lr * g["weight_decay"] for g in self.param_groups for _ in g["params"]]
+        return out if any(out) else None
+
+    def perturb(self, terms: Sequence[tuple[int, float]], decay: Sequence[float] | None = None) -> None:
+        """``p <- (1 - decay) p + sum alpha z(seed)`` for every parameter, in place."""
+        self.backend.apply(self.params, terms, decay)
+
+    # -- the step ----------------------------------------------------------------------------
+    def seeds_for(self, step: int) -> list[int]:
+        return [stream_seed(self.seed, step, k) for k in range(self.n_samples)]
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> float:  # type: ignore[override]
+        """One ZO step; ``closure()`` returns the loss on the current batch (called 2q times for SPSA)."""
+        if closure is None:
+            raise ValueError(f"{type(self).__name__} needs a closure that returns the loss")
+        seeds = self.seeds_for(self.step_count)
+        loss, grads = self._zo_step(seeds, LiveOracle(closure, self.step_count))
+        self._finish(seeds, grads)
+        return loss
+
+    @torch.no_grad()
+    def replay(self, records: Sequence[tuple[int, float]]) -> None:
+        """Re-apply one recorded step (its q ``(seed, projected_grad)`` pairs) without forwards."""
+        seeds = self.seeds_for(self.step_count)
+        got = [int(s) for s, _ in records]
+        if got != seeds:
+            raise ValueError(f"trajectory step {self.step_count}: seeds {got} do not match the run's stream {seeds}")
+        _, grads = self._zo_step(seeds, ReplayOracle([float(g) for _, g in records]))
+        self._finish(seeds, grads)
+
+    def _finish(self, seeds: Sequence[int], grads: Sequence[float]) -> None:
+        self.trajectory.extend(zip(seeds, (float(g) for g in grads)))
+        self.step_count += 1
+        if isinstance(self.backend, MaterialisedBackend):
+            self.backend.release()
+
+    def _zo_step(self, seeds: Sequence[int], oracle: Oracle) -> tuple[float, list[float]]:
+        grads, loss, pending = self.estimate(seeds, oracle)
+        self._update(seeds, grads, pending)
+        return loss, grads
+
+    def estimate(self, seeds: Sequence[int], oracle: Oracle) -> tuple[list[float], float, list[tuple[int, float]]]:
+        """q two-point SPSA probes, ``g_k = (L(theta + eps z_k) - L(theta - eps z_k)) / (2 eps)``.
+
+        Each probe's restoring ``+eps z_k`` is fused with the next probe's ``+eps``; the last one is
+        returned as ``pending`` so the update can fuse it too (weights end at ``theta - eps z_q``).
+        """
+        eps = self.eps
+        grads: list[float] = []
+        losses: list[float] = []
+        pending: list[tuple[int, float]] = []
+        for s in seeds:
+            self.perturb(pending + [(s, eps)])
+            lp = oracle.loss()
+            self.perturb([(s, -2.0 * eps)])
+            lm = oracle.loss()
+            grads.append(oracle.grad(lambda: (lp - lm) / (2.0 * eps)))
+            losses.append(0.5 * (lp + lm))
+            pending = [(s, eps)]
+        return grads, sum(losses) / len(losses), pending
+
+    def _update(self, seeds: Sequence[int], grads: Sequence[float], pending: list[tuple[int, float]]) -> None:
+        raise NotImplementedError
+
+    def directional(self, seeds: Sequence[int], grads: Sequence[float]):
+        """Yields (index, param, group, ghat) with ``ghat = (1/q) sum_k g_k z_k`` materialised for one param."""
+        q = len(seeds)
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                ghat = torch.zeros_like(p)
+                for s, g in zip(seeds, grads):
+                    ghat.add_(self.backend.z(p, s, i), alpha=g / q)
+                yield i, p, group, ghat
+                i += 1
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def zo_state(self) -> dict[str, Any]:
+        """Small state that a trajectory replay cannot rebuild (overridden by one-point RF)."""
+        return {"step": self.step_count}
+
+    def load_zo_state(self, state: dict[str, Any]) -> None:
+        if "step" in state and int(state["step"]) != self.step_count:
+            raise ValueError(f"optimizer state is for step {state['step']} but replay reached {self.step_count}")
