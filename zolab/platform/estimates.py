@@ -19,6 +19,7 @@ measured / predicted (median), which rescales the prediction. GPU hours = steps 
 from __future__ import annotations
 
 import functools
+import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,10 +47,44 @@ class ModelShape:
     vocab: int
 
 
+#: (hidden, layers, heads) of OPT sizes (Zhang et al. 2022), the MeZO paper's models; used when the
+#: config is not on disk (offline machines planning a GPU run)
+OPT_SIZES = {
+    "125m": (768, 12, 12), "350m": (1024, 24, 16), "1.3b": (2048, 24, 32), "2.7b": (2560, 32, 32),
+    "6.7b": (4096, 32, 32), "13b": (5120, 40, 40), "30b": (7168, 48, 56), "66b": (9216, 64, 72),
+}
+_SIZE_RE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([mb])\b", re.IGNORECASE)
+
+
+class UnknownModelError(ValueError):
+    """No config on disk and no size in the name: the estimate cannot be made."""
+
+
+def _offline_config(model: str):
+    """A config for ``model`` without the network: OPT sizes by name, else an OPT-shaped config
+    whose width matches the size in the name (12·L·h² ≈ params with h = 128·L)."""
+    import transformers
+
+    m = _SIZE_RE.search(model.rsplit("/", 1)[-1])
+    if not m:
+        raise UnknownModelError(
+            f"cannot estimate {model!r}: no config on disk (offline) and no size like '125m' or '7b' in the name"
+        )
+    size = f"{m[1]}{m[2].lower()}"
+    if "opt" in model.lower() and size in OPT_SIZES:
+        hidden, layers, heads = OPT_SIZES[size]
+    else:
+        params = float(m[1]) * (1e6 if m[2].lower() == "m" else 1e9)
+        hidden = max(64, round((params * 128 / 12) ** (1 / 3) / 64) * 64)
+        layers, heads = max(1, hidden // 128), max(1, hidden // 128)
+    return transformers.OPTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                  ffn_dim=4 * hidden, word_embed_proj_dim=hidden, vocab_size=50272)
+
+
 @functools.lru_cache(maxsize=64)
 def model_shape(model: str) -> ModelShape:
-    """Sizes of ``model`` (tiny test configs, aliases, local dirs, hub ids with a cache), counted on
-    the meta device so no memory is allocated and no weights are read."""
+    """Sizes of ``model`` (tiny test configs, aliases, local dirs, cached hub ids; known sizes by
+    name when offline), counted on the meta device: no memory allocated, no weights read."""
     import torch
     import transformers
 
@@ -60,7 +95,10 @@ def model_shape(model: str) -> ModelShape:
         family, hidden, layers = tiny
         cfg = rm.tiny_config(family, hidden, layers, vocab_size=len(rm.tiny_vocab()))
     else:
-        cfg = transformers.AutoConfig.from_pretrained(rm.resolve_alias(model))
+        try:
+            cfg = transformers.AutoConfig.from_pretrained(rm.resolve_alias(model), local_files_only=True)
+        except (OSError, ValueError):
+            cfg = _offline_config(model)
     with torch.device("meta"):
         module = transformers.AutoModelForCausalLM.from_config(cfg)
     params = sum(p.numel() for p in module.parameters())  # parameters() skips tied duplicates

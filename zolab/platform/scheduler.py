@@ -111,8 +111,25 @@ class ScheduleReport:
     existing: int = 0
 
 
-def expand(url: str | None, plan_id: int, *, device: str = "cpu") -> Expansion:
-    """Read a stored plan and list its jobs with estimates (writes nothing)."""
+def default_device() -> str:
+    """Where jobs of this machine will run: ``gpu`` when CUDA is visible, else ``cpu``."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _job_device(config: RunConfig, default: str) -> str:
+    if config.device == "cpu":
+        return "cpu"
+    return "gpu" if config.device.startswith("cuda") else default
+
+
+def expand(url: str | None, plan_id: int, *, device: str | None = None) -> Expansion:
+    """Read a stored plan and list its jobs with estimates (writes nothing).
+
+    ``device`` (``cpu`` | ``gpu``) is where jobs with ``device: auto`` are estimated to run
+    (default: this machine); jobs that name their device keep it."""
+    device = device or default_device()
 
     def tx():
         with session_scope(url) as s:
@@ -145,13 +162,13 @@ def expand(url: str | None, plan_id: int, *, device: str = "cpu") -> Expansion:
                 except (ValueError, TypeError) as exc:
                     raise SchedulerError(f"variant {v.label!r} of plan {plan.id}: {exc}") from exc
                 jobs.append(JobSpec(job_key(plan.id, v.id, task, seed), v.id, v.label, task, seed,
-                                    cfg.to_dict(), estimate_job(cfg, times, device)))
+                                    cfg.to_dict(), estimate_job(cfg, times, _job_device(cfg, device))))
     budget = (pj.get("budget") or {}).get("gpu_hours")
     return Expansion(plan.id, plan.name, tasks, seeds, infos, jobs, skipped,
                      float(budget) if budget is not None else None, device)
 
 
-def schedule(url: str | None, plan_id: int, *, force: bool = False, device: str = "cpu",
+def schedule(url: str | None, plan_id: int, *, force: bool = False, device: str | None = None,
              max_attempts: int = 3) -> ScheduleReport:
     """Enqueue the plan's jobs that do not exist yet; refuse a plan over budget unless ``force``."""
     expansion = expand(url, plan_id, device=device)
