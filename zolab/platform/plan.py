@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -437,6 +437,20 @@ def _parse_field(text: str) -> list[Any]:
     return out
 
 
+def _nul_locs(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Where a string (key or value) holds a NUL character."""
+    if isinstance(data, str):
+        if "\x00" in data:
+            yield loc
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _nul_locs(key, loc + (key,))
+            yield from _nul_locs(value, loc + (key,))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _nul_locs(value, loc + (i,))
+
+
 def validate_plan(
     data: Any,
     *,
@@ -450,6 +464,13 @@ def validate_plan(
             f"a plan must be a mapping of keys (zolab, name, baseline, ...), got {type(data).__name__}",
             file=file, line=1, column=1,
         )
+    nul = list(_nul_locs(data))
+    if nul:  # "\u0000" / "\0" escapes: PostgreSQL text cannot hold NUL, so refuse it here, located
+        raise PlanError([
+            Issue("text must not contain NUL (\\0) characters", file, *((locator and locator(loc)) or (None, None)),
+                  format_loc(loc) or None)
+            for loc in nul
+        ])
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
