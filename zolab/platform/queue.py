@@ -106,6 +106,9 @@ class Claim:
     est_memory_bytes: int | None
     no_packing: bool
     key: str
+    stage: str = "final"                 # final | tune (a tune job's reporter reports to its trial)
+    study_name: str | None = None
+    trial_number: int | None = None
 
 
 class JobQueue:
@@ -194,7 +197,8 @@ class JobQueue:
             # curve points past the resume point will be reported again
             repo.delete_points_after(s, job.id, int(job.checkpoint.get("step", 0)) if resumed else -1)
             return Claim(job.id, dict(job.config), job.checkpoint, job.attempts, job.max_attempts,
-                         job.est_memory_bytes, job.no_packing, job.key)
+                         job.est_memory_bytes, job.no_packing, job.key, job.stage, job.study_name,
+                         job.trial_number)
 
         return self._tx(tx, "claim a job", immediate=True)
 
@@ -296,6 +300,22 @@ class JobQueue:
             return JobStatus(job.status)
 
         return self._tx(tx, "requeue a job")
+
+    def stop(self, job_id: int, worker_id: str, reason: str,
+             points: Iterable[tuple[int, str, float]] = ()) -> None:
+        """A held job ends ``cancelled`` by the worker itself (an Optuna trial pruned): the reason is
+        its error and event message, its curve so far is kept, and it is not retried."""
+        points = list(points)
+
+        def tx(s):
+            job = _held(s, job_id, worker_id)
+            repo.add_points(s, job_id, points)
+            _clear_lease(job)
+            job.error = reason
+            job.finished_at = utcnow()
+            _move(s, job, C, worker=worker_id, message=reason)
+
+        self._tx(tx, "stop a job")
 
     def release(self, job_id: int, worker_id: str) -> None:
         """A worker that is stopping gives its job back; the next one resumes from the checkpoint."""
