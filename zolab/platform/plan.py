@@ -110,6 +110,11 @@ def _action(value: Any) -> Any:
     return value
 
 
+#: characters of one ablated part or replacement value: the resolver fuzzy-matches this text, and
+#: its cost grows with the length (a 200 KB ablated part took ~17 s); real ones are a few words
+MAX_TEXT = 1000
+
+
 def _replacement_item(value: Any) -> list[str]:
     """Replacement values are free text for the resolver; numbers and dicts become text."""
     if value is None:
@@ -118,6 +123,8 @@ def _replacement_item(value: Any) -> list[str]:
         return ["true" if value else "false"]
     if isinstance(value, (int, float, str)):
         text = str(value).strip()
+        if len(text) > MAX_TEXT:
+            raise ValueError(f"a replacement value is {len(text):,} characters; at most {MAX_TEXT:,}")
         return [text] if text else []
     if isinstance(value, dict):
         out = []
@@ -217,7 +224,7 @@ class Ablation(StrictModel):
     """One ablation as a planner writes it; ``component`` overrides the resolver."""
 
     name: Annotated[str, Field(min_length=1, max_length=300)]
-    ablated_part: Annotated[str, Field(min_length=1)]
+    ablated_part: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
     action: Annotated[Action, BeforeValidator(_action)]
     replacement: Annotated[list[str], BeforeValidator(_replacement)] = Field(default_factory=list)
     metrics: list[Metric] | None = None

@@ -14,12 +14,16 @@ from typing import Any
 import yaml
 
 from zolab.platform.errors import Issue, PlanError
+from zolab.platform.parsers.source import MAX_BYTES
 from zolab.platform.plan import Plan, validate_plan
 
 #: nodes in the tree after alias expansion; a real plan has a few hundred
 MAX_EXPANDED_NODES = 20_000
 #: nesting depth of mappings/sequences; a real plan is about 5 deep
 MAX_DEPTH = 64
+#: characters of scalar text after alias expansion: no more than a plan file may hold, so one long
+#: string aliased a thousand times (a few KB of "*a") cannot become hundreds of MB of plan
+MAX_EXPANDED_CHARS = MAX_BYTES
 _ALLOWED_TAGS = {
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge", "timestamp")
 }
@@ -61,10 +65,11 @@ def _issue(message: str, file: str | None, node: yaml.Node | None = None, mark: 
 
 def _check(node: yaml.Node, file: str | None) -> None:
     """Tags, duplicate keys, recursion and expanded size, without constructing anything."""
-    sizes: dict[int, int] = {}
+    sizes: dict[int, tuple[int, int]] = {}
     active: set[int] = set()
 
-    def size(n: yaml.Node, depth: int = 1) -> int:
+    def size(n: yaml.Node, depth: int = 1) -> tuple[int, int]:
+        """(nodes, scalar characters) under ``n`` with aliases expanded."""
         if depth > MAX_DEPTH:
             raise _issue(f"YAML nested more than {MAX_DEPTH} levels deep", file, n)
         key = id(n)
@@ -77,9 +82,10 @@ def _check(node: yaml.Node, file: str | None) -> None:
                 f"YAML tag {n.tag!r} is not allowed: plans are plain data (no object-constructing tags)", file, n
             )
         active.add(key)
-        total = 1
+        total, chars = 1, len(n.value) if isinstance(n, yaml.ScalarNode) else 0
+        children: list[yaml.Node] = []
         if isinstance(n, yaml.SequenceNode):
-            total += sum(size(child, depth + 1) for child in n.value)
+            children = list(n.value)
         elif isinstance(n, yaml.MappingNode):
             seen: dict[Any, yaml.Node] = {}
             for k, v in n.value:
@@ -88,14 +94,22 @@ def _check(node: yaml.Node, file: str | None) -> None:
                         line = seen[k.value].start_mark.line + 1
                         raise _issue(f"duplicate key {k.value!r} (first defined on line {line})", file, k)
                     seen[k.value] = k
-                total += size(k, depth + 1) + size(v, depth + 1)
+                children += (k, v)
+        for child in children:
+            child_nodes, child_chars = size(child, depth + 1)
+            total, chars = total + child_nodes, chars + child_chars
         active.discard(key)
-        sizes[key] = total
+        sizes[key] = (total, chars)
         if total > MAX_EXPANDED_NODES:
             raise _issue(
                 f"YAML expands to more than {MAX_EXPANDED_NODES:,} nodes through aliases (an alias bomb?)", file, n
             )
-        return total
+        if chars > MAX_EXPANDED_CHARS:
+            raise _issue(
+                f"YAML expands to more than {MAX_EXPANDED_CHARS:,} characters of text through aliases "
+                "(one long string repeated by aliases?)", file, n
+            )
+        return total, chars
 
     size(node)
 
