@@ -366,8 +366,9 @@ def _mib(stats: dict[str, Any]) -> str:
     return "-" if stats["mean"] is None else f"{stats['mean'] / 2**20:.0f}"
 
 
-def write_report(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]], meta: dict[str, Any], stem: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+def write_report(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]], meta: dict[str, Any], stem: str,
+                 results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# Fidelity report ({meta['mode']})", "",
              f"- device: {meta['device']}", f"- model: {meta['model']}", f"- tasks: {', '.join(meta['tasks'])}; seeds: {meta['seeds']}",
              (f"- runner: {meta['runner']} (export -> run -> import); wall time {meta['wall_s']:.0f} s; "
@@ -390,10 +391,10 @@ def write_report(rows: list[dict[str, Any]], verdicts: list[dict[str, Any]], met
     failed = [(r["variant"], r["task"], e) for r in rows for e in r["failed"]]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {v} / {t}: {e}" for v, t, e in failed]
-    md = RESULTS_DIR / f"{stem}.md"
+    md = results_dir / f"{stem}.md"
     md.write_text("\n".join(lines) + "\n")
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps({"meta": meta, "variants": clean, "trends": verdicts}, indent=2))
+    (results_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, "variants": clean, "trends": verdicts}, indent=2))
     return md
 
 
@@ -406,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runner", choices=("auto", "cli", "direct"), default="auto",
                     help="cli: `zolab run-one` subprocess; direct: in this process; auto: cli when available")
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the report goes")
     ap.add_argument("--stem", default=None, help="report file name stem (default fidelity-gpu / fidelity-cpu-small)")
     args = ap.parse_args(argv)
 
@@ -454,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             "gpu_hours": sum(r["gpu_hours"] for r in rows), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "jobs": len(records), "failed_jobs": sum(1 for r in records if r["status"] != "succeeded")}
     stem = args.stem or ("fidelity-cpu-small" if args.cpu_small else "fidelity-gpu")
-    md = write_report(rows, verdicts, meta, stem)
+    md = write_report(rows, verdicts, meta, stem, args.results_dir)
     print(md.read_text())
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -173,3 +173,39 @@ def test_run_one_cli_roundtrip(plan_file: Path, tmp_path: Path, sqlite_url: str)
     res = CliRunner().invoke(app, ["import", str(out), "--db", sqlite_url])
     assert res.exit_code == 0 and "imported 6 result(s)" in res.output, res.output
     assert _counts(sqlite_url)[0] == 6
+
+
+def test_export_with_assets_copies_the_cached_files_the_jobs_need(tmp_path: Path, sqlite_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ZOLAB_CACHE", str(cache))
+    plan = {"zolab": 1, "name": "assets-export", "baseline": {"method": "mezo", "model": "smollm2-135m", "steps": 2},
+            "tasks": ["drugreview"], "seeds": [1],
+            "ablations": [{"name": "eps", "ablated_part": "perturbation scale", "action": "REPLACE", "replacement": [0.1]}]}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    out = tmp_path / "box"
+    res = CliRunner().invoke(app, ["export", str(path), str(out), "--with-assets", "--db", sqlite_url])
+    assert res.exit_code == 1, res.output
+    assert "data set 'drugreview' is not in the cache" in " ".join(res.output.split())
+    assert "run `zolab assets fetch`" in res.output and not out.exists()
+    data = cache / "data" / "drugreview"
+    data.mkdir(parents=True)
+    _drug_zip(data / "drugsCom.zip")
+    res = CliRunner().invoke(app, ["export", str(path), str(out), "--with-assets", "--db", sqlite_url])
+    assert res.exit_code == 1 and "model alias 'smollm2-135m' is not in the cache" in " ".join(res.output.split())
+    assert not out.exists()
+
+    model = cache / "models" / "smollm2-135m"
+    (model / "gguf").mkdir(parents=True)
+    (model / "gguf" / "big.gguf").write_bytes(b"x")
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    res = CliRunner().invoke(app, ["export", str(path), str(out), "--with-assets", "--db", sqlite_url])
+    assert res.exit_code == 0, res.output
+    assert (out / "cache/models/smollm2-135m/model.safetensors").read_bytes() == b"weights"
+    assert not (out / "cache/models/smollm2-135m/gguf").exists()  # the converted copy is enough
+    assert (out / "cache/data/drugreview/drugsCom.zip").is_file()
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["assets"] == ["drugreview", "smollm2-135m"] and manifest["assets_included"] is True
+    assert len(job_files(out)) == 2
