@@ -32,13 +32,15 @@ def make_plan(url: str, config: dict[str, Any] | None = None, name: str = "test-
 
 def make_jobs(url: str, n: int, config: dict[str, Any] | None = None, *, lease_s: float = 60.0,
               **job_fields: Any) -> tuple[int, list[int]]:
-    """A plan with ``n`` queued jobs (seeds 0..n-1) through the real ``enqueue``; returns (plan_id, ids)."""
+    """A plan with ``n`` queued jobs (seeds ``config["seed"]`` (default 0) + 0..n-1) through the real
+    ``enqueue``; returns (plan_id, job ids)."""
     plan_id, variant_id = make_plan(url, config)
     base = RunConfig(**(config or {}))
+    first = (config or {}).get("seed", 0)
     jobs = [
-        Job(key=f"p{plan_id}:v{variant_id}:{base.task}:s{i}:final", plan_id=plan_id, variant_id=variant_id,
-            task=base.task, seed=i, config=base.replace(seed=i).to_dict(), **job_fields)
-        for i in range(n)
+        Job(key=f"p{plan_id}:v{variant_id}:{base.task}:s{seed}:final", plan_id=plan_id, variant_id=variant_id,
+            task=base.task, seed=seed, config=base.replace(seed=seed).to_dict(), **job_fields)
+        for seed in range(first, first + n)
     ]
     ids, skipped = JobQueue(url, lease_s=lease_s).enqueue(jobs)
     assert skipped == 0

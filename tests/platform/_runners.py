@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import time
 
-import torch
-
 from zolab.runners.config import RunConfig
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.reporter import Checkpoint, Reporter, Result
@@ -29,6 +27,8 @@ def instant(config: RunConfig, reporter: Reporter, resume: Checkpoint | None = N
         if step == opts.get("nan_step"):
             raise NonFiniteLossError(step, float("nan"))
         if step == opts.get("oom_step"):
+            import torch  # only here: workers of the fast tests start without torch
+
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         if step == opts.get("crash_step"):
             raise RuntimeError(f"boom at step {step}")

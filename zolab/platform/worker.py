@@ -35,6 +35,7 @@ from typing import Any
 
 from zolab.db.errors import DatabaseError
 from zolab.platform.queue import DEFAULT_LEASE_S, Claim, JobQueue, LeaseLost
+from zolab.platform.tuning import TrialPruned, on_job_finished, trial_reporter
 from zolab.runners.config import RunConfig
 from zolab.runners.reporter import Checkpoint, JobCancelled, Reporter, Result
 
@@ -103,7 +104,12 @@ class DeviceInfo:
 
 
 def detect_device() -> DeviceInfo:
-    """The GPU this process sees first (the executor pins one with CUDA_VISIBLE_DEVICES), else CPU."""
+    """The GPU this process sees first (the executor pins one with CUDA_VISIBLE_DEVICES), else CPU.
+
+    ``CUDA_VISIBLE_DEVICES=""`` (CPU workers of the local executor) answers without importing torch,
+    which keeps worker start-up short when jobs do not need it."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return DeviceInfo()
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -177,6 +183,7 @@ class WorkerStats:
     failed: int = 0
     requeued: int = 0
     stopped: int = 0
+    pruned: int = 0
     job_ids: list[int] = field(default_factory=list)
 
 
@@ -228,6 +235,8 @@ class Worker:
                     time.sleep(self.poll_s)
                     continue
                 self.run_claim(claim)
+                if claim.stage == "tune":
+                    self._advance_tuning(claim)
         finally:
             try:
                 self.queue.touch_worker(self.id, stopped=True)
@@ -247,14 +256,23 @@ class Worker:
 
     # -- one job -----------------------------------------------------------------------------------
     def run_claim(self, claim: Claim) -> str:
-        """Run one claimed job to an outcome: succeeded | failed | requeued | stopped."""
+        """Run one claimed job to an outcome: succeeded | failed | requeued | stopped | pruned."""
         self.stats.job_ids.append(claim.job_id)
         reporter = DbReporter(self.queue, claim.job_id, self.id, heartbeat_s=self.heartbeat_s)
         free_at_start = self.device.free_memory()
         try:
             config = RunConfig.from_dict(claim.config)
             resume = Checkpoint.from_dict(claim.checkpoint) if claim.checkpoint else None
-            result = self.run_fn(config, reporter, resume)
+            run_reporter = trial_reporter(self.url, claim, reporter) if claim.stage == "tune" else reporter
+            result = self.run_fn(config, run_reporter, resume)
+        except TrialPruned as exc:  # the study's pruner stopped this trial: cancelled, never retried
+            log.info("job %s: %s", claim.job_id, exc)
+            try:
+                self.queue.stop(claim.job_id, self.id, str(exc), reporter.take_points())
+            except LeaseLost as lost:
+                log.warning("job %s pruned after its lease was lost: %s", claim.job_id, lost)
+            self.stats.pruned += 1
+            return "pruned"
         except JobCancelled as exc:
             log.info("job %s stopped: %s", claim.job_id, exc)
             self.queue.release(claim.job_id, self.id)  # no-op when cancelled / taken over
@@ -274,6 +292,14 @@ class Worker:
             return "stopped"
         self.stats.succeeded += 1
         return "succeeded"
+
+    def _advance_tuning(self, claim: Claim) -> None:
+        """Tell the study how the trial ended and enqueue the next trial or the final jobs. A failure
+        here is logged, not fatal: the next tune job or ``zolab run`` again repairs it."""
+        try:
+            on_job_finished(self.url, claim.job_id)
+        except Exception as exc:  # noqa: BLE001 - the worker must keep draining the queue
+            log.warning("tuning could not advance after job %s: %s", claim.job_id, exc)
 
     def _record_failure(self, claim: Claim, exc: Exception, free_at_start: int | None) -> str:
         try:
