@@ -282,7 +282,7 @@ class Worker:
             self.queue.release(claim.job_id, self.id)
             self.stats.stopped += 1
             raise
-        except Exception as exc:  # every other outcome is recorded
+        except Exception as exc:  # noqa: BLE001 - every other outcome is recorded in the DB
             return self._record_failure(claim, exc, free_at_start)
         try:
             self.queue.finish(claim.job_id, self.id, result.to_dict(), reporter.take_points())
