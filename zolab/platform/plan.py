@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal
@@ -444,18 +445,21 @@ def _parse_field(text: str) -> list[Any]:
     return out
 
 
-def _nul_locs(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """Where a string (key or value) holds a NUL character."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls and DEL, not tab/newline/CR
+
+
+def _control_locs(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """(where, which character) for each string (key or value) holding a control character."""
     if isinstance(data, str):
-        if "\x00" in data:
-            yield loc
+        if found := _CONTROL.search(data):
+            yield loc, found.group(0)
     elif isinstance(data, dict):
         for key, value in data.items():
-            yield from _nul_locs(key, loc + (key,))
-            yield from _nul_locs(value, loc + (key,))
+            yield from _control_locs(key, loc + (key,))
+            yield from _control_locs(value, loc + (key,))
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            yield from _nul_locs(value, loc + (i,))
+            yield from _control_locs(value, loc + (i,))
 
 
 def validate_plan(
@@ -471,12 +475,13 @@ def validate_plan(
             f"a plan must be a mapping of keys (zolab, name, baseline, ...), got {type(data).__name__}",
             file=file, line=1, column=1,
         )
-    nul = list(_nul_locs(data))
-    if nul:  # "\u0000" / "\0" escapes: PostgreSQL text cannot hold NUL, so refuse it here, located
+    bad = list(_control_locs(data))
+    if bad:  # escapes such as "\u0000" / "\e" in JSON or double-quoted YAML; refused here, located
         raise PlanError([
-            Issue("text must not contain NUL (\\0) characters", file, *((locator and locator(loc)) or (None, None)),
-                  format_loc(loc) or None)
-            for loc in nul
+            Issue(f"text must not contain control characters (found U+{ord(ch):04X}): plan text is shown in "
+                  "terminals and stored in PostgreSQL, which refuses NUL",
+                  file, *((locator and locator(loc)) or (None, None)), format_loc(loc) or None)
+            for loc, ch in bad
         ])
     try:
         plan = Plan.model_validate(data)
