@@ -32,8 +32,8 @@ BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2}
 #: nominal sustained throughput (FLOP/s) and per-layer per-forward overhead (s), by device kind.
 #: Deliberately rough: results in the DB recalibrate them (see :class:`StepTimeModel`).
 THROUGHPUT = {"cpu": 2.0e10, "gpu": 5.0e13}
-LAYER_OVERHEAD_S = {"cpu": 1.5e-3, "gpu": 1.0e-4}
-FORWARD_OVERHEAD_S = {"cpu": 3.0e-3, "gpu": 1.0e-3}
+LAYER_OVERHEAD_S = {"cpu": 3.0e-3, "gpu": 1.0e-4}
+FORWARD_OVERHEAD_S = {"cpu": 6.0e-3, "gpu": 1.0e-3}
 
 
 @dataclass(frozen=True)

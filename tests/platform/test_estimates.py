@@ -1,0 +1,104 @@
+"""Memory and step-time estimates: parameter counts, method ordering, learning from finished runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from zolab.db.repo.jobs import StepTimeSample
+from zolab.platform.estimates import (
+    StepTimeModel,
+    UnknownModelError,
+    default_step_seconds,
+    estimate_job,
+    estimate_memory,
+    model_shape,
+    trainable_params,
+)
+from zolab.runners.config import RunConfig
+
+
+def test_tiny_parameter_count_matches_the_built_model():
+    from zolab.runners.models import load_model, trainable_parameters
+
+    for name in ("tiny-opt", "tiny-llama-h32-l3", "tiny-gpt2"):
+        model, _ = load_model(RunConfig(model=name))
+        real = sum(p.numel() for _, p in trainable_parameters(model))
+        assert model_shape(name).params == real, name
+
+
+def test_offline_sizes_from_the_name():
+    opt = model_shape("facebook/opt-1.3b")
+    assert 1.25e9 < opt.params < 1.45e9 and (opt.hidden, opt.layers) == (2048, 24)
+    assert 5.5e9 < model_shape("someone/custom-7b").params < 9e9
+    with pytest.raises(UnknownModelError, match="no size like"):
+        model_shape("someone/mystery-model")
+
+
+def test_memory_by_method_follows_the_design_rules():
+    shape = model_shape("facebook/opt-1.3b")
+    base = RunConfig(model="facebook/opt-1.3b", dtype="float16", batch_size=16, max_length=256)
+    w = shape.params * 2
+    mezo = estimate_memory(base, shape)
+    naive = estimate_memory(base.replace(in_place=False), shape)
+    adam = estimate_memory(base.replace(method="fo-adam"), shape)
+    sgd = estimate_memory(base.replace(method="fo-sgd", momentum=0.0), shape)
+    lora_adam = estimate_memory(base.replace(method="fo-adam", peft="lora"), shape)
+    assert mezo.weights == w and mezo.method_state == 0                   # MeZO ~ inference
+    assert naive.method_state == w and naive.activations == mezo.activations  # + one copy of the weights
+    assert adam.weights + adam.method_state == 4 * w                      # Adam ~ 4x weights
+    assert sgd.method_state == w                                          # gradients only
+    assert adam.activations > 5 * mezo.activations                        # activations kept for backprop
+    assert mezo.total < naive.total < sgd.total < adam.total
+    assert lora_adam.method_state == 3 * trainable_params(base.replace(peft="lora"), shape) * 2
+    assert lora_adam.method_state < adam.method_state / 100
+    # bigger batch or longer sequences: more activation memory, same weights
+    assert estimate_memory(base.replace(batch_size=32), shape).activations > mezo.activations
+
+
+def test_default_step_time_scales_with_work():
+    c = RunConfig(model="tiny-opt", device="cpu")
+    t = default_step_seconds(c)
+    no_eval = c.replace(eval_every=10**9)
+    assert default_step_seconds(no_eval.replace(n_samples=4)) == pytest.approx(4 * default_step_seconds(no_eval))
+    assert default_step_seconds(c.replace(batch_size=64)) > t
+    assert default_step_seconds(c.replace(method="one-point-rf")) < t
+    assert default_step_seconds(c, "gpu") < t
+
+
+def _sample(cfg: RunConfig, seconds_per_step: float, device: str = "cpu") -> StepTimeSample:
+    return StepTimeSample(cfg.to_dict(), 100, 100 * seconds_per_step, device)
+
+
+def test_step_time_model_learns_only_from_the_same_model_method_and_device():
+    cfg = RunConfig(model="tiny-opt", device="cpu")
+    default = default_step_seconds(cfg)
+    assert StepTimeModel().estimate(cfg).source == "default"
+    samples = [_sample(cfg, 3 * default), _sample(cfg, 5 * default), _sample(cfg, 4 * default),
+               _sample(cfg.replace(method="fo-adam"), 100 * default),   # other method
+               _sample(cfg.replace(model="tiny-gpt2"), 100 * default),  # other model
+               _sample(cfg, 0.001 * default, device="cuda:0")]          # other device kind
+    est = StepTimeModel(samples).estimate(cfg)
+    assert est.source == "learned from 3 runs" and est.factor == pytest.approx(4.0)
+    assert est.seconds == pytest.approx(4 * default)
+    job = estimate_job(cfg.replace(steps=3600), StepTimeModel(samples))
+    assert job.gpu_hours == pytest.approx(4 * default) and job.memory_bytes > 0
+
+
+def test_learned_estimates_within_2x_of_measured_cpu_step_times():
+    """Real tiny MeZO runs: learn from one, predict others (other seed / batch / directions)."""
+    from zolab.runners import train
+
+    base = RunConfig(method="mezo", model="tiny-opt", steps=20, eval_every=20, checkpoint_every=20,
+                     train_size=48, dev_size=16, test_size=16, max_length=32, device="cpu", batch_size=4)
+    train.run(base.replace(seed=99, steps=2))  # warm-up: imports and first-call costs are not step time
+    measured = {}
+    for name, cfg in {"learn": base.replace(seed=1), "seed": base.replace(seed=2),
+                      "batch": base.replace(seed=3, batch_size=12), "dirs": base.replace(seed=4, n_samples=3)}.items():
+        r = train.run(cfg)
+        measured[name] = (cfg, r.wall_time_s / r.steps, r)
+    cfg, _, r = measured["learn"]
+    model = StepTimeModel([StepTimeSample(cfg.to_dict(), r.steps, r.wall_time_s, r.device)])
+    for name in ("seed", "batch", "dirs"):
+        cfg, secs, _ = measured[name]
+        est = model.estimate(cfg).seconds
+        assert secs / 2 <= est <= secs * 2, f"{name}: estimated {est:.4f} s/step, measured {secs:.4f}"
