@@ -90,8 +90,9 @@ def test_export_run_import_is_idempotent_and_fills_the_leaderboard(plan_file: Pa
     assert len(jobs) == 6 and len({j.job_id for j in jobs}) == 6
     assert {(j.meta["variant"], j.config.seed) for j in jobs} >= {("zero-shot", 1), ("baseline", 2)}
     assert all(j.meta["task"] == "drugreview" and j.meta["plan"] == "transfer-e2e" for j in jobs)
-    manifest = json.loads((folder / "export.json").read_text())
-    assert manifest["jobs"] == sorted(j.job_id for j in jobs) and manifest["assets"] == []
+    manifest = json.loads((folder / "meta" / "export.json").read_text())
+    assert sorted(map(int, manifest["jobs"])) == sorted(j.job_id for j in jobs) and manifest["assets"] == []
+    assert all(json.loads(p.read_text())["job_id"] == j.job_id for p, j in zip(files, jobs))
 
     out = folder / "results.jsonl"
     _run_folder(folder, out)
@@ -123,7 +124,7 @@ def test_export_run_import_is_idempotent_and_fills_the_leaderboard(plan_file: Pa
 
 def _line(job_id: int, config_hash: str | None = None) -> str:
     result = {"accuracy": 0.5, "f1": 0.5, "steps": 4, "forward_passes": 8, "wall_time_s": 1.0, "gpu_hours": 0.0}
-    return json.dumps({"job_id": job_id, "config_hash": config_hash, "status": "succeeded", "result": result, "points": []})
+    return json.dumps({"job_id": job_id, "config_hash": config_hash, "result": result, "points": []})
 
 
 def test_bad_result_files_are_refused_and_nothing_is_written(plan_file: Path, tmp_path: Path, sqlite_url: str) -> None:
@@ -173,6 +174,11 @@ def test_run_one_cli_roundtrip(plan_file: Path, tmp_path: Path, sqlite_url: str)
     res = CliRunner().invoke(app, ["import", str(out), "--db", sqlite_url])
     assert res.exit_code == 0 and "imported 6 result(s)" in res.output, res.output
     assert _counts(sqlite_url)[0] == 6
+    # run-one lines carry no separate points: the curves come from the result's dev/loss curves
+    job = read_job(job_files(folder)[0])
+    with session_scope(sqlite_url) as s:
+        names = {n for _, n, _ in job_repo.points_of(s, job.job_id)}
+    assert job.config.steps == 0 or {"dev_accuracy", "train_loss"} <= names
 
 
 def test_export_with_assets_copies_the_cached_files_the_jobs_need(tmp_path: Path, sqlite_url: str,
@@ -206,6 +212,6 @@ def test_export_with_assets_copies_the_cached_files_the_jobs_need(tmp_path: Path
     assert (out / "cache/models/smollm2-135m/model.safetensors").read_bytes() == b"weights"
     assert not (out / "cache/models/smollm2-135m/gguf").exists()  # the converted copy is enough
     assert (out / "cache/data/drugreview/drugsCom.zip").is_file()
-    manifest = json.loads((out / "export.json").read_text())
+    manifest = json.loads((out / "meta" / "export.json").read_text())
     assert manifest["assets"] == ["drugreview", "smollm2-135m"] and manifest["assets_included"] is True
     assert len(job_files(out)) == 2

@@ -1,7 +1,7 @@
 """Export a plan's queued jobs to files and import their results: work on a GPU box without the DB.
 
 ``export_jobs`` writes one job file per queued job (format: :mod:`zolab.runners.jobfile`) plus
-``export.json`` (plan, job ids, the assets the jobs need) and, with ``with_assets``, a copy of the
+``meta/export.json`` (plan, per job its key/variant/task/seed, the assets the jobs need) and, with ``with_assets``, a copy of the
 cached model/data they use under ``<dir>/cache`` (``ZOLAB_CACHE=<dir>/cache`` on the box).
 ``import_results`` validates every result line first (JSON, known job ids, matching config
 hashes), then records each new result through the queue (claim + finish: the same transitions and
@@ -25,7 +25,7 @@ from zolab.db.session import session_scope
 from zolab.platform.queue import JobQueue
 from zolab.runners import assets
 from zolab.runners.config import RunConfig
-from zolab.runners.jobfile import JobFile, write_job
+from zolab.runners.jobfile import JobFile, write_job, write_manifest
 from zolab.runners.reporter import Result
 
 IMPORT_WORKER = "import"
@@ -101,18 +101,17 @@ def export_jobs(url: str | None, plan_id: int, folder: Path, *, with_assets: boo
         for name in need:
             (assets.resolve_model_alias if assets.ASSETS[name].kind == "model" else assets.data_path)(name)
     folder.mkdir(parents=True, exist_ok=True)
-    files = []
+    files, metas = [], {}
     for job_id, key, variant_id, task, seed, config, _ in queued:
-        meta = {"key": key, "plan": plan_name, "plan_id": plan_id, "variant": labels.get(variant_id, ""),
-                "variant_id": variant_id, "task": task, "seed": seed}
-        files.append(write_job(folder, JobFile(RunConfig.from_dict(config), job_id, meta)))
+        metas[str(job_id)] = {"key": key, "plan": plan_name, "plan_id": plan_id, "variant": labels.get(variant_id, ""),
+                              "variant_id": variant_id, "task": task, "seed": seed}
+        files.append(write_job(folder, JobFile(RunConfig.from_dict(config), job_id)))
     if with_assets:
         _copy_assets(need, folder / "cache")
-    summary = {"plan": plan_name, "plan_id": plan_id, "jobs": [r[0] for r in queued], "assets": need,
-               "assets_included": with_assets,
-               "run": "ZOLAB_CACHE=cache zolab run-one --config . --out results.jsonl" if with_assets
-               else "zolab run-one --config . --out results.jsonl"}
-    (folder / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_manifest(folder, {
+        "plan": plan_name, "plan_id": plan_id, "jobs": metas, "assets": need, "assets_included": with_assets,
+        "run": ("ZOLAB_CACHE=cache " if with_assets else "") + "zolab run-one --config . --out results.jsonl",
+    })
     return ExportReport(folder, files, len(rows) - len(queued), need)
 
 
@@ -122,11 +121,18 @@ def _result_files(target: Path) -> list[Path]:
     if target.is_file():
         return [target]
     if target.is_dir():
-        found = sorted(target.glob("*.jsonl"))
+        found = sorted(target.glob("*.jsonl"))  # meta/ is a subfolder: never read as results
         if found:
             return found
         raise TransferError(f"{target}: no result files (*.jsonl)")
     raise TransferError(f"{target}: no such file or folder")
+
+
+def _curves(result: dict[str, Any]) -> list[tuple[int, str, float]]:
+    """Curve points from a result's own ``extra`` (``run-one`` lines carry no separate points)."""
+    extra = result.get("extra") or {}
+    points = [(s, "dev_accuracy", v) for s, v in extra.get("dev_curve") or []]
+    return points + [(s, "train_loss", v) for s, v in extra.get("loss_curve") or []]
 
 
 def _parse_line(path: Path, lineno: int, text: str) -> dict[str, Any]:
@@ -137,7 +143,8 @@ def _parse_line(path: Path, lineno: int, text: str) -> dict[str, Any]:
         raise TransferError(f"{where}: not valid JSON ({exc.msg})") from exc
     if not isinstance(rec, dict) or not isinstance(rec.get("job_id"), int):
         raise TransferError(f"{where}: a result line needs an integer job_id")
-    if rec.get("status", "succeeded") == "succeeded":
+    rec["status"] = "failed" if rec.get("error") is not None or rec.get("status") == "failed" else "succeeded"
+    if rec["status"] == "succeeded":
         payload = rec.get("result")
         if not isinstance(payload, dict):
             raise TransferError(f"{where}: job {rec['job_id']}: 'result' must be an object")
@@ -146,7 +153,7 @@ def _parse_line(path: Path, lineno: int, text: str) -> dict[str, Any]:
         except TypeError as exc:
             raise TransferError(f"{where}: job {rec['job_id']}: bad result ({exc})") from exc
         try:
-            rec["points"] = [(int(s), str(n), float(v)) for s, n, v in rec.get("points") or []]
+            rec["points"] = [(int(s), str(n), float(v)) for s, n, v in rec.get("points") or _curves(rec["result"])]
         except (TypeError, ValueError) as exc:
             raise TransferError(f"{where}: job {rec['job_id']}: points must be [step, name, value] triples") from exc
     rec["_where"] = where
@@ -190,7 +197,7 @@ def import_results(url: str | None, target: Path) -> ImportReport:
         if has_result:
             report.already.append(job_id)
             continue
-        if rec.get("status", "succeeded") != "succeeded":
+        if rec["status"] != "succeeded":
             report.not_imported.append((job_id, f"failed on the remote machine: {rec.get('error') or 'no reason given'}"))
             continue
         if status != JobStatus.QUEUED.value:

@@ -1,22 +1,22 @@
-"""The file format between a database machine and an air-gapped GPU box (stdlib only).
+"""The file formats between a database machine and an air-gapped GPU box (stdlib only).
 
-``zolab export`` writes one *job file* per queued job; ``zolab run-one`` runs job files (or a
-folder of them) and appends one *result line* per job to a JSON-lines file; ``zolab import``
-reads those lines back into the database. This module is the one definition of both formats, so
-the GPU side (torch + transformers only) and the DB side agree.
+``zolab export`` writes one *job file* per queued job; ``zolab run-one --config DIR --out FILE``
+runs every job file in the folder and appends one *result line* per job; ``zolab import`` reads
+those lines back into the database. This module is the one definition of both formats, so the GPU
+side (torch + transformers only) and the DB side agree.
 
-Job file (``job-<id>.json``)::
+Job file ``DIR/job-000017.json``: the RunConfig's fields plus ``job_id`` (the key ``run-one``
+passes through to the job's result line)::
 
-    {"zolab_job": 1, "job_id": 17, "key": "p1:v3:drugreview:s13:final", "plan": "...",
-     "plan_id": 1, "variant": "...", "variant_id": 3, "task": "drugreview", "seed": 13,
-     "config": {...RunConfig...}, "config_hash": "..."}
+    {"job_id": 17, "method": "mezo", "model": "smollm2-135m", "task": "drugreview", "seed": 13, ...}
 
-A bare RunConfig dict is accepted too (no ids: its results cannot be imported).
+``DIR/meta/export.json`` (a subfolder, so ``run-one`` does not take it for a config) describes
+the export: plan, and per job id its key, variant, task and seed.
 
-Result line::
+Result line (``run-one``; ``points`` optional)::
 
-    {"job_id": 17, "key": "...", "config_hash": "...", "status": "succeeded",
-     "result": {...Result...}, "points": [[step, name, value], ...], "error": null}
+    {"job_id": 17, "config_hash": "...", "config": {...}, "result": {...Result...}, "points": [[step, name, value]]}
+    {"job_id": 17, "config_hash": "...", "error": "CUDA out of memory ..."}
 """
 
 from __future__ import annotations
@@ -29,21 +29,20 @@ from typing import Any
 from zolab.runners.config import RunConfig
 from zolab.runners.reporter import Result
 
-FORMAT_VERSION = 1
 JOB_GLOB = "job-*.json"
+MANIFEST = "meta/export.json"
 
 
 @dataclass
 class JobFile:
-    """A RunConfig plus the ids that tie its result back to the database."""
+    """A RunConfig plus the job id that ties its result back to the database."""
 
     config: RunConfig
     job_id: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict)   # key, plan, variant, task, seed, ...
+    meta: dict[str, Any] = field(default_factory=dict)   # from meta/export.json: key, plan, variant, ...
 
     def to_dict(self) -> dict[str, Any]:
-        return {"zolab_job": FORMAT_VERSION, "job_id": self.job_id, **self.meta,
-                "config": self.config.to_dict(), "config_hash": self.config.config_hash()}
+        return {"job_id": self.job_id, **self.config.to_dict()}
 
 
 def job_filename(job_id: int) -> str:
@@ -58,8 +57,20 @@ def write_job(folder: Path, job: JobFile) -> Path:
     return path
 
 
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    path = Path(folder) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def read_job(path: Path) -> JobFile:
-    """Parse a job file or a bare RunConfig JSON; errors name the file."""
+    """Parse a job file (RunConfig fields + optional ``job_id``); errors name the file."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -67,29 +78,23 @@ def read_job(path: Path) -> JobFile:
         raise ValueError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")  # noqa: TRY004 - bad input, not a caller's bug
+    job_id = data.pop("job_id", None)
     try:
-        if "zolab_job" not in data:
-            return JobFile(RunConfig.from_dict(data))
-        if data["zolab_job"] != FORMAT_VERSION:
-            raise ValueError(f"job format {data['zolab_job']!r} is not {FORMAT_VERSION}")
-        config = RunConfig.from_dict(data["config"])
-        want = data.get("config_hash")
-        if want and want != config.config_hash():
-            raise ValueError(f"config_hash {want} does not match the config ({config.config_hash()}): edited by hand?")
-        meta = {k: v for k, v in data.items() if k not in ("zolab_job", "job_id", "config", "config_hash")}
-        return JobFile(config, int(data["job_id"]) if data.get("job_id") is not None else None, meta)
-    except (KeyError, TypeError, ValueError) as exc:
+        config = RunConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
+    meta = read_manifest(path.parent).get("jobs", {}).get(str(job_id), {}) if job_id is not None else {}
+    return JobFile(config, int(job_id) if job_id is not None else None, meta)
 
 
 def job_files(target: Path) -> list[Path]:
-    """A single job file, or every ``job-*.json`` (then any other ``*.json``) in a folder, sorted."""
+    """A single job file, or every ``job-*.json`` in a folder, sorted."""
     target = Path(target)
     if target.is_file():
         return [target]
     if not target.is_dir():
         raise FileNotFoundError(f"{target}: no such file or folder")
-    found = sorted(target.glob(JOB_GLOB)) or sorted(p for p in target.glob("*.json") if p.name != "export.json")
+    found = sorted(target.glob(JOB_GLOB))
     if not found:
         raise FileNotFoundError(f"{target}: no job files ({JOB_GLOB})")
     return found
@@ -97,13 +102,11 @@ def job_files(target: Path) -> list[Path]:
 
 def result_line(job: JobFile, result: Result | None, points: list[tuple[int, str, float]] | None = None,
                 error: str | None = None) -> dict[str, Any]:
-    """One JSON-lines record for ``zolab import``."""
-    return {
-        "job_id": job.job_id,
-        "key": job.meta.get("key"),
-        "config_hash": job.config.config_hash(),
-        "status": "succeeded" if result is not None else "failed",
-        "result": result.to_dict() if result is not None else None,
-        "points": [list(p) for p in (points or [])],
-        "error": error,
-    }
+    """One JSON-lines record for ``zolab import`` (the shape ``zolab run-one`` writes)."""
+    line: dict[str, Any] = {"job_id": job.job_id, "config_hash": job.config.config_hash(), "config": job.config.to_dict()}
+    if result is None:
+        line["error"] = error or "failed"
+    else:
+        line["result"] = result.to_dict()
+        line["points"] = [list(p) for p in (points or [])]
+    return line
