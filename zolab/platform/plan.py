@@ -327,6 +327,11 @@ class Plan(StrictModel):
     _marks: dict[tuple[Any, ...], tuple[int, int]] = PrivateAttr(default_factory=dict)
     _source: str | None = PrivateAttr(default=None)
 
+    @field_validator("description")
+    @classmethod
+    def _strip_description(cls, v: str) -> str:
+        return v.strip()
+
     @field_validator("tasks", "seeds")
     @classmethod
     def _unique(cls, v: list[Any]) -> list[Any]:
