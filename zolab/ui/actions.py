@@ -7,8 +7,9 @@ cached reads (:func:`zolab.ui.data.clear`).
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ from zolab.ui import data
 #: file types the upload accepts (``.txt``: planner trajectories such as the seed plans)
 UPLOAD_TYPES = ("yaml", "yml", "md", "jsonl", "txt")
 BASELINES_DIR = config.ABLATIONS_DIR / "baselines"
+#: Estimates build models on the meta device through transformers, whose lazy module is not safe
+#: to first-use from two threads at once; Streamlit can run two script threads of one session
+#: during a rerun (and one per browser tab). Every estimate from the UI goes through this lock.
+_ESTIMATE_LOCK = threading.Lock()
 
 
 def check_upload(name: str, size: int) -> None:
@@ -40,8 +45,10 @@ def check_upload(name: str, size: int) -> None:
 
 
 def baseline_files() -> list[Path]:
-    """Baselines a JSONL/markdown plan can take its RunConfig, tasks and seeds from."""
-    return sorted(BASELINES_DIR.glob("*.y*ml")) if BASELINES_DIR.is_dir() else []
+    """Baselines a JSONL/markdown plan can take its RunConfig, tasks and seeds from: the shipped
+    ``ablations/baselines/`` plus any folders in ``ZOLAB_BASELINES`` (os.pathsep-separated)."""
+    dirs = [BASELINES_DIR, *(Path(p) for p in os.environ.get("ZOLAB_BASELINES", "").split(os.pathsep) if p)]
+    return sorted({f for d in dirs if d.is_dir() for f in d.glob("*.y*ml")}, key=lambda f: (f.name, str(f)))
 
 
 def prepare_upload(raw: bytes, name: str, *, baseline: str | Path | None = None,
@@ -73,6 +80,11 @@ class UploadEstimate:
 
 
 def estimate_upload(prepared: Prepared, device: str = "cpu") -> UploadEstimate:
+    with _ESTIMATE_LOCK:
+        return _estimate_upload(prepared, device)
+
+
+def _estimate_upload(prepared: Prepared, device: str) -> UploadEstimate:
     plan = prepared.plan
     times = StepTimeModel()
     hours, mem, jobs = 0.0, 0, 0
@@ -98,7 +110,8 @@ def expansion(plan_id: int) -> Any:
     """Jobs, estimates and the budget verdict of a stored plan (writes nothing)."""
     from zolab.platform.scheduler import expand
 
-    return expand(data.db_url(), plan_id)
+    with _ESTIMATE_LOCK:
+        return expand(data.db_url(), plan_id)
 
 
 def launch(plan_id: int, *, force: bool = False, workers: int = 1) -> tuple[int, int, int]:
@@ -108,7 +121,8 @@ def launch(plan_id: int, *, force: bool = False, workers: int = 1) -> tuple[int,
     """
     from zolab.platform.scheduler import schedule
 
-    report = schedule(data.db_url(), plan_id, force=force)
+    with _ESTIMATE_LOCK:
+        report = schedule(data.db_url(), plan_id, force=force)
     started = 0
     if report.created and data._active_workers(data.db_url()) == 0:  # fresh read, not the cached one
         started = start_workers(plan_id, workers)
@@ -117,23 +131,20 @@ def launch(plan_id: int, *, force: bool = False, workers: int = 1) -> tuple[int,
 
 
 def start_workers(plan_id: int | None, n: int = 1) -> int:
-    """Start ``n`` local worker processes (detached, logging under ``ZOLAB_HOME``); they stop
-    when the queue is drained. Uses the local executor when present."""
-    try:
-        from zolab.platform.executors.local import start_workers as start_local
-    except ImportError:
-        start_local = None
-    if start_local is not None:
-        return int(start_local(data.db_url(), n=n, plan_id=plan_id) or n)
+    """Start ``n`` detached local worker processes (the local executor's command and GPU pinning);
+    they outlive the page, log under ``ZOLAB_HOME/logs`` and exit when the plan's queue is drained."""
+    from zolab.platform.executors.local import gpu_count, worker_command, worker_env
+    from zolab.platform.queue import JobQueue
+
+    url = data.db_url()
+    JobQueue(url).requeue_expired()  # jobs of workers that died earlier go first
     logs = config.home_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "zolab.platform.worker", "--db", data.db_url()]
-    if plan_id is not None:
-        cmd += ["--plan", str(plan_id)]
+    gpus = gpu_count()
     for i in range(n):
-        with open(logs / f"ui-worker-{plan_id}-{i}.log", "ab") as log:
-            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
+        with open(logs / f"ui-worker-plan{plan_id}-{i}.log", "ab") as log:
+            subprocess.Popen(worker_command(url, plan_id=plan_id), env=worker_env(i, gpus), stdout=log,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     return n
 
 

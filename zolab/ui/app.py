@@ -6,14 +6,14 @@ import streamlit as st
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="zolab", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="zolab", page_icon=":material/science:", layout="wide")
 page = st.navigation(
     [
-        st.Page(PAGES / "plans.py", title="Plans", icon="📋", default=True),
-        st.Page(PAGES / "jobs.py", title="Jobs", icon="⚙️"),
-        st.Page(PAGES / "leaderboard.py", title="Leaderboard", icon="🏆"),
-        st.Page(PAGES / "compare.py", title="Compare", icon="📊"),
-        st.Page(PAGES / "tuning.py", title="Tuning", icon="🎛️"),
+        st.Page(PAGES / "plans.py", title="Plans", icon=":material/description:", default=True),
+        st.Page(PAGES / "jobs.py", title="Jobs", icon=":material/play_circle:"),
+        st.Page(PAGES / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
+        st.Page(PAGES / "compare.py", title="Compare", icon=":material/bar_chart:"),
+        st.Page(PAGES / "tuning.py", title="Tuning", icon=":material/tune:"),
     ]
 )
 page.run()

@@ -25,7 +25,7 @@ def md_escape(text: object) -> str:
 
 def empty_state(message: str, command: str | None = None) -> None:
     """Say there is nothing to show and what to do next (``message`` is our own text)."""
-    st.info(message, icon="ℹ️")
+    st.info(message, icon=":material/info:")
     if command:
         st.code(command, language="bash")
 

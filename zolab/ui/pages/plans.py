@@ -45,7 +45,7 @@ def _split(text: str) -> list[str] | None:
 
 
 def _show_plan_error(err: PlanError, what: str) -> None:
-    st.error(f"{what}: {len(err.issues)} problem(s); nothing was saved.", icon="🚫")
+    st.error(f"{what}: {len(err.issues)} problem(s); nothing was saved.", icon=":material/block:")
     st.dataframe(issues_frame(err.issues), hide_index=True, width="stretch", key="plan_errors")
 
 
@@ -58,7 +58,7 @@ if uploaded is not None:
     try:
         seeds = [int(s) for s in _split(seeds_text) or []] or None
     except ValueError:
-        st.error("Seeds must be whole numbers separated by commas.", icon="🚫")
+        st.error("Seeds must be whole numbers separated by commas.", icon=":material/block:")
     else:
         try:
             prepared = actions.prepare_upload(uploaded.getvalue(), uploaded.name, baseline=baseline,
