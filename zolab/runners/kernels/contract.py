@@ -82,9 +82,11 @@ def check_z_regenerated(backend) -> None:
 
 
 def check_multi_tensor(backend) -> None:
-    """A mixed list (tiny and >64K-element tensors, three dtypes, empty ones) gets each parameter's own z."""
+    """A mixed list (tiny and >64K-element tensors, three dtypes, empty ones, an unaligned view) gets each
+    parameter's own z."""
     shapes = [(3,), (70_000,), (0,), (17, 5), (1,), (130_001,), (64, 64)]
     params = [_zeros(s, dtype=DTYPES[i % 3]) for i, s in enumerate(shapes)]
+    params.append(_zeros(5001, torch.float16)[1:])   # a view 2 bytes off its allocation: not 16-byte aligned
     backend.apply(params, [(2024, 1.0)])
     for i, p in enumerate(params):
         assert torch.equal(p, backend.z(p, 2024, i)), f"parameter {i} {tuple(p.shape)} {p.dtype}"

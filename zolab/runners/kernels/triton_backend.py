@@ -1,6 +1,6 @@
 """Triton perturbation backend: the fused Philox kernel over all parameters in one launch per dtype.
 
-Parameters are grouped by (device, dtype); each group gets a small table on the device (tensor
+Parameters are grouped by (device, dtype, 16-byte alignment); each group gets a small table on the device (tensor
 address, size, parameter index, 1 - decay) and a program table (which tensor, which 64K-element
 chunk), so one launch covers every tensor, large or tiny. Tables are cached by the parameters'
 addresses and sizes: the table is a pure function of that key, so a stale hit is still correct.
@@ -23,7 +23,15 @@ from dataclasses import dataclass
 import torch
 import triton.language as tl
 
-from zolab.runners.kernels.triton_perturb import NUM_WARPS, QUAD, TILE, TILES_PER_PROGRAM, perturb_kernel
+from zolab.runners.kernels.triton_perturb import (
+    FAST_MATH,
+    N_ROUNDS,
+    NUM_WARPS,
+    QUAD,
+    TILE,
+    TILES_PER_PROGRAM,
+    perturb_kernel,
+)
 
 _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 _CHUNK = TILE * TILES_PER_PROGRAM
@@ -43,6 +51,7 @@ class _Tables:
     """Device tables for one (device, dtype) group of parameters."""
 
     positions: list[int]          # where the group's tensors sit in the caller's params list
+    aligned: bool                 # every address 16-byte aligned: the kernel may use vector accesses
     chunk_slot: torch.Tensor
     chunk_start: torch.Tensor
     slot_addr: torch.Tensor
@@ -54,6 +63,10 @@ class _Tables:
     @property
     def programs(self) -> int:
         return int(self.chunk_slot.numel())
+
+
+def _aligned(p: torch.Tensor) -> bool:
+    return p.data_ptr() % 16 == 0
 
 
 def _build_tables(tensors: Sequence[torch.Tensor], indices: Sequence[int], positions: list[int]) -> _Tables:
@@ -69,6 +82,7 @@ def _build_tables(tensors: Sequence[torch.Tensor], indices: Sequence[int], posit
 
     return _Tables(
         positions=positions,
+        aligned=all(_aligned(t) for t in tensors),
         chunk_slot=put(slot_of_chunk),
         chunk_start=put(chunk_start),
         slot_addr=put(torch.tensor([t.data_ptr() for t in tensors], dtype=torch.int64)),
@@ -110,11 +124,11 @@ class TritonBackend:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        by_kind: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        by_kind: dict[tuple[torch.device, torch.dtype, bool], list[int]] = {}
         for i, p in enumerate(params):
             _check(i, p)
             if p.numel():
-                by_kind.setdefault((p.device, p.dtype), []).append(i)
+                by_kind.setdefault((p.device, p.dtype, _aligned(p)), []).append(i)
         groups = [_build_tables([params[i] for i in pos], pos, pos) for pos in by_kind.values()]
         self._cache[key] = groups
         if len(self._cache) > _CACHE_SIZE:
@@ -136,8 +150,8 @@ class TritonBackend:
                 tables.chunk_slot, tables.chunk_start,
                 tables.slot_addr, tables.slot_numel, tables.slot_index, tables.slot_keep,
                 s0_lo, s0_hi, float(a0), s1_lo, s1_hi, float(a1),
-                DTYPE=_TL_DTYPES[dtype], NTERMS=len(terms), HAS_DECAY=has_decay,
-                TILES=TILES_PER_PROGRAM, QUAD=QUAD, num_warps=NUM_WARPS,
+                DTYPE=_TL_DTYPES[dtype], NTERMS=len(terms), HAS_DECAY=has_decay, ALIGNED=tables.aligned,
+                TILES=TILES_PER_PROGRAM, QUAD=QUAD, N_ROUNDS=N_ROUNDS, FAST=FAST_MATH, num_warps=NUM_WARPS,
             )
 
     @torch.no_grad()
