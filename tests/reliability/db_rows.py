@@ -7,17 +7,20 @@ from sqlalchemy import MetaData, func, select
 from zolab.db.models import Base
 from zolab.db.session import get_engine
 
+_reflected: dict[str, MetaData] = {}
+
 
 def count_rows(url: str) -> dict[str, int]:
-    """Rows in every table of the database (reflected, so tables zolab's models do not know count
-    too), except Alembic's bookkeeping."""
+    """Rows in every table of the database (reflected once per URL, so tables zolab's models do not
+    know count too), except Alembic's bookkeeping."""
     engine = get_engine(url)
-    meta = MetaData()
-    meta.reflect(bind=engine)
+    if url not in _reflected:
+        _reflected[url] = meta = MetaData()
+        meta.reflect(bind=engine)
     with engine.connect() as conn:
         return {
             name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-            for name, table in meta.tables.items()
+            for name, table in _reflected[url].tables.items()
             if name != "alembic_version"
         }
 

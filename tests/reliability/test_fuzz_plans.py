@@ -277,6 +277,7 @@ def test_deep_flow_nesting_is_refused_while_scanning() -> None:
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(7200)
 def test_fuzz_long_run(sqlite_url: str, plan_file: Callable[[str | bytes, str], Path],
                        capsys: pytest.CaptureFixture[str]) -> None:
     """``ZOLAB_FUZZ_CASES`` cases (default 10,000): text mutations of all three formats through
@@ -293,7 +294,7 @@ def test_fuzz_long_run(sqlite_url: str, plan_file: Callable[[str | bytes, str], 
             given_fmt, name, text = case
             executed[fmt] += 1
             outcome = prepare_or_plan_error(text, fmt=given_fmt, filename=name)
-            if outcome == "ok" or executed[fmt] % 10 == 0:  # every accepted plan and 1 in 10 refused ones
+            if executed[fmt] % 5 == 0:  # 1 in 5 cases also goes through upload on the database
                 outcome = upload_leaves_nothing_on_error(text, fmt=given_fmt, filename=name, url=sqlite_url)
             outcomes[f"{fmt}:{outcome}"] += 1
 
