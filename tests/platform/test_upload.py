@@ -113,3 +113,14 @@ def test_list_plans_counts_jobs_by_status(db_url: str) -> None:
     assert [p.id for p in listed] == [b.plan_id, a.plan_id]
     assert listed[1].job_counts == {"queued": 2, "succeeded": 1} and listed[1].n_jobs == 3
     assert listed[0].job_counts == {} and (listed[0].n_ablations, listed[0].n_variants) == (5, 8)
+
+
+def test_concurrent_uploads_of_the_same_plan_store_it_once(db_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = (FIX / "planner_000.md").read_text(encoding="utf-8")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: upload_plan(text, filename="p.md", url=db_url), range(4)))
+    assert len({r.plan_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert _rows(db_url) == {"plans": 1, "ablations": 5, "variants": 9}

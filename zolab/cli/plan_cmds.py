@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, console, fail
+from zolab.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, console, err_console, fail
 
 T = TypeVar("T")
 plan_app = typer.Typer(help="Ablation plans: validate, upload, list, show, expand.", no_args_is_help=True)
@@ -83,8 +83,11 @@ def _prepare(file: str, fmt: str | None, baseline: str | None, tasks: str | None
 
     from zolab.platform.upload import prepare
 
-    return prepare(Path(file), filename=file, fmt=fmt, baseline=baseline, tasks=_csv(tasks, "str"),
-                   seeds=_csv(seeds, "int"), overrides=_overrides(override))
+    prepared = prepare(Path(file), filename=file, fmt=fmt, baseline=baseline, tasks=_csv(tasks, "str"),
+                       seeds=_csv(seeds, "int"), overrides=_overrides(override))
+    if baseline and prepared.format == "yaml":
+        err_console.print("[yellow]note:[/] --baseline is ignored for YAML plans (they carry their own baseline)")
+    return prepared
 
 
 def _is_baseline_file(file: str, fmt: str | None) -> bool:
