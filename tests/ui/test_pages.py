@@ -260,3 +260,61 @@ def test_plan_text_is_never_rendered_as_markdown_or_html(page, sqlite_url, name)
     # ...while the name is still shown, as plain text (a selectbox option or a table cell)
     options = [str(o) for sb in at.selectbox for o in sb.options]
     assert any(EVIL in o for o in options), options
+
+
+# ---------------------------------------------------------------- tuning
+def test_tuning_page_shows_a_study(page, sqlite_url):
+    import optuna
+
+    from zolab.ui import data
+
+    study = optuna.create_study(study_name="p1:v1:sst2", storage=data._storage(sqlite_url), direction="maximize")
+    study.optimize(lambda t: -((t.suggest_float("lr", 1e-7, 1e-5, log=True) - 1e-6) ** 2)
+                   - (t.suggest_float("eps", 1e-4, 1e-2, log=True) - 1e-3) ** 2, n_trials=6)
+    at = page("tuning")
+    _no_exceptions(at)
+    assert list(frame(at, "study")["study"]) == ["p1:v1:sst2"]
+    assert frame(at, "study")["trials"].iloc[0] == 6
+    best = frame(at, "lr")
+    assert best["lr"].iloc[0] == pytest.approx(study.best_params["lr"])
+    assert len(at.get("plotly_chart")) == 3  # history, importances, slice
+
+
+# ---------------------------------------------------------------- small units
+def test_upload_checks_type_and_size():
+    from zolab.platform.errors import PlanError
+    from zolab.platform.parsers.source import MAX_BYTES
+    from zolab.ui.actions import check_upload
+
+    check_upload("plan.yaml", 10)
+    check_upload("seed.txt", MAX_BYTES)
+    with pytest.raises(PlanError, match="unsupported file type .exe") as err:
+        check_upload("evil.exe", 10)
+    assert err.value.file == "evil.exe"
+    with pytest.raises(PlanError, match="limited to"):
+        check_upload("big.yaml", MAX_BYTES + 1)
+
+
+def test_ui_command_binds_localhost_headless():
+    from typer.testing import CliRunner
+
+    from zolab.cli import app
+    from zolab.cli.ui_cmds import APP, streamlit_command
+
+    cmd = streamlit_command(8600, "127.0.0.1")
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(APP) and Path(cmd[4]).exists()
+    opts = dict(zip(cmd[5::2], cmd[6::2]))
+    assert opts["--server.address"] == "127.0.0.1" and opts["--server.port"] == "8600"
+    assert opts["--server.headless"] == "true" and opts["--browser.gatherUsageStats"] == "false"
+    out = CliRunner().invoke(app, ["ui", "--help"])
+    assert out.exit_code == 0 and "127.0.0.1" in out.output
+
+
+def test_ui_command_refuses_a_bad_database(tmp_path):
+    from typer.testing import CliRunner
+
+    from zolab.cli import app
+
+    out = CliRunner().invoke(app, ["ui", "--db", "nosuchdriver://x/y"])
+    assert out.exit_code != 0
+    assert "error" in out.output.lower()

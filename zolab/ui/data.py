@@ -228,8 +228,10 @@ def optuna_storage_fallback(url: str) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
     override = os.environ.get("ZOLAB_OPTUNA_STORAGE")
-    if override:
+    if override and "://" in override:
         return override
+    if override:
+        return optuna.storages.JournalStorage(JournalFileBackend(override))
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///") + ".optuna.log")
         if not path.exists():
