@@ -22,6 +22,7 @@ Result line (``run-one``; ``points`` optional)::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,30 @@ def job_filename(job_id: int) -> str:
     return f"job-{job_id:06d}.json"
 
 
+def yaml_safe_json(value: Any) -> str:
+    """JSON that YAML 1.1 loaders read back identically: floats always have a dot (``1.0e-05``).
+
+    ``json.dumps(1e-5)`` gives ``1e-05``, which PyYAML's ``safe_load`` reads as a *string*;
+    job files may be read by either parser (``run-one`` accepts YAML and JSON).
+    """
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {yaml_safe_json(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yaml_safe_json(v) for v in value) + "]"
+    if isinstance(value, float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} cannot be written to a job file")
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+    return json.dumps(value)
+
+
 def write_job(folder: Path, job: JobFile) -> Path:
     if job.job_id is None:
         raise ValueError("an exported job needs a job id")
     path = Path(folder) / job_filename(job.job_id)
-    path.write_text(json.dumps(job.to_dict(), indent=2, sort_keys=True) + "\n")
+    path.write_text(yaml_safe_json(job.to_dict()) + "\n")
     return path
 
 
