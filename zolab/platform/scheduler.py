@@ -156,6 +156,12 @@ def expand(url: str | None, plan_id: int, *, device: str | None = None) -> Expan
         infos.append(VariantInfo(v.id, v.label, v.is_baseline, list(v.ablations or []), v.config_hash))
         times = StepTimeModel(samples[(v.config.get("model"), v.config.get("method"))])
         for task in tasks:
+            if pj.get("tuning"):  # Optuna trials first (zolab.platform.tuning), then the final seeds
+                from zolab.platform import tuning
+
+                jobs.extend(tuning.planned_trials(
+                    plan.id, pj, v.id, v.label, v.config, task,
+                    lambda c, times=times: estimate_job(c, times, _job_device(c, device))))
             for seed in seeds:
                 try:
                     cfg = RunConfig.from_dict({**v.config, "task": task, "seed": seed})
@@ -174,6 +180,12 @@ def schedule(url: str | None, plan_id: int, *, force: bool = False, device: str 
     expansion = expand(url, plan_id, device=device)
     if not expansion.within_budget and not force:
         raise BudgetExceeded(expansion.total_gpu_hours, expansion.budget_gpu_hours or 0.0)
+    if any(j.stage == JobStage.TUNE.value for j in expansion.jobs):
+        # tuned plans: the studies enqueue their trials, then the final jobs with the best params
+        from zolab.platform import tuning
+
+        started = tuning.start(url, plan_id, device=expansion.device)
+        return ScheduleReport(expansion, started.created, started.known)
     rows = [
         Job(key=j.key, plan_id=plan_id, variant_id=j.variant_id, task=j.task, seed=j.seed, stage=j.stage,
             config=j.config, max_attempts=max_attempts, est_memory_bytes=j.estimate.memory_bytes,
