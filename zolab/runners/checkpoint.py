@@ -9,8 +9,8 @@ First-order runs save trainable weights and optimizer state with ``torch.save``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn

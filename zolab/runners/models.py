@@ -21,21 +21,11 @@ from zolab.runners.config import RunConfig
 from zolab.runners.errors import AssetError
 
 TINY_FAMILIES = ("opt", "llama", "gpt2")
+TINY_INIT_STD = 0.2
 _TINY_RE = re.compile(r"^tiny-(?P<family>opt|llama|gpt2)(?:-h(?P<hidden>\d+))?(?:-l(?P<layers>\d+))?$")
 
 #: words every tiny tokenizer knows: template words, label words and a small general vocabulary
-_BASE_WORDS = (
-    "it was the a an of and or to in is this that movie film plot story acting music scene "
-    "really very quite so not too rather bit somewhat truly pretty just all in all overall "
-    "good bad great terrible positive negative yes no true false maybe neither question answer "
-    "review sentiment topic premise hypothesis sentence text label . , ? ! : ' \" - "
-    "i you he she we they my your his her our their me him them us one two three four five "
-    "ending actors director characters dialogue pacing script camera score cast screenplay "
-    "felt seemed looked sounded watched saw liked hated found thought made had has have "
-    "great excellent wonderful lovely superb fantastic brilliant delightful charming moving "
-    "awful horrible poor dreadful boring dull weak tedious bland clumsy messy "
-    "business entertainment politics sports tech world news"
-).split()
+_BASE_WORDS = ["it", "was", "the", "a", "an", "of", "and", "or", "to", "in", "is", "this", "that", "movie", "film", "plot", "story", "acting", "music", "scene", "really", "very", "quite", "so", "not", "too", "rather", "bit", "somewhat", "truly", "pretty", "just", "all", "in", "all", "overall", "good", "bad", "great", "terrible", "positive", "negative", "yes", "no", "true", "false", "maybe", "neither", "question", "answer", "review", "sentiment", "topic", "premise", "hypothesis", "sentence", "text", "label", ".", ",", "?", "!", ":", "'", '"', "-", "i", "you", "he", "she", "we", "they", "my", "your", "his", "her", "our", "their", "me", "him", "them", "us", "one", "two", "three", "four", "five", "ending", "actors", "director", "characters", "dialogue", "pacing", "script", "camera", "score", "cast", "screenplay", "felt", "seemed", "looked", "sounded", "watched", "saw", "liked", "hated", "found", "thought", "made", "had", "has", "have", "great", "excellent", "wonderful", "lovely", "superb", "fantastic", "brilliant", "delightful", "charming", "moving", "awful", "horrible", "poor", "dreadful", "boring", "dull", "weak", "tedious", "bland", "clumsy", "messy", "business", "entertainment", "politics", "sports", "tech", "world", "news"]
 
 
 def tiny_vocab() -> list[str]:
@@ -74,14 +64,20 @@ def parse_tiny(name: str) -> tuple[str, int, int] | None:
 
 
 def tiny_config(family: str, hidden: int, layers: int, vocab_size: int) -> transformers.PretrainedConfig:
-    """Small random-init configs of real architectures (dropout off: ZO needs deterministic forwards)."""
+    """Small random-init configs of real architectures (dropout off: ZO needs deterministic forwards).
+
+    Weights are drawn with std 0.2 instead of the usual 0.02: in a frozen random base (peft) the
+    features must be large enough to carry the input's signal to the label logits, and in full
+    fine-tuning the ZO noise must not swamp the initial weights after a few steps.
+    """
     heads = max(1, hidden // 16)
-    common: dict[str, Any] = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    common: dict[str, Any] = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                  initializer_range=TINY_INIT_STD)
     if family == "opt":
         return transformers.OPTConfig(
             hidden_size=hidden, num_hidden_layers=layers, ffn_dim=4 * hidden, num_attention_heads=heads,
             word_embed_proj_dim=hidden, max_position_embeddings=256, dropout=0.0, attention_dropout=0.0,
-            **common,
+            init_std=TINY_INIT_STD, **common,
         )
     if family == "llama":
         return transformers.LlamaConfig(

@@ -16,8 +16,9 @@ next-token distribution at the prompt's last position is read at the label token
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +59,7 @@ class LabelScorer:
         self.single_token = all(len(t) == 1 for t in self.label_tokens)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
+        self._cache: dict[tuple[str, int], list[int]] = {}  # prompt text -> ids (examples recur every epoch)
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +67,13 @@ class LabelScorer:
 
     def prompt_ids(self, ex: Example, room: int) -> list[int]:
         """Token ids of the filled template, cut from the left (keeping a leading BOS) to ``room``."""
-        ids = self.tokenizer(self.template.format(**ex.fields))["input_ids"]
+        text = self.template.format(**ex.fields)
+        key = (text, room)
+        if key not in self._cache:
+            self._cache[key] = self._cut(self.tokenizer(text)["input_ids"], room)
+        return self._cache[key]
+
+    def _cut(self, ids: list[int], room: int) -> list[int]:
         if len(ids) <= room:
             return ids
         bos = self.tokenizer.bos_token_id

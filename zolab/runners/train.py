@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,8 +21,15 @@ from torch import nn
 from zolab.runners import checkpoint as ckpts
 from zolab.runners.config import RunConfig
 from zolab.runners.errors import NonFiniteLossError
-from zolab.runners.metrics import (RunMeter, accuracy, convergence_step, gpu_peaks, loss_slope, macro_f1,
-                                   peak_rss_bytes)
+from zolab.runners.metrics import (
+    RunMeter,
+    accuracy,
+    convergence_step,
+    gpu_peaks,
+    loss_slope,
+    macro_f1,
+    peak_rss_bytes,
+)
 from zolab.runners.models import base_identity, load_model, parse_tiny, trainable_parameters
 from zolab.runners.objectives import Batch, LabelScorer, get_objective, make_loss
 from zolab.runners.optim import build_optimizer

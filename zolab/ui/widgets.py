@@ -23,6 +23,11 @@ def md_escape(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
+def plain(value: object) -> None:
+    """Show text exactly as given (no markdown, no HTML): for plan-derived text."""
+    st.text(str(value))
+
+
 def empty_state(message: str, command: str | None = None) -> None:
     """Say there is nothing to show and what to do next (``message`` is our own text)."""
     st.info(message, icon=":material/info:")

@@ -7,7 +7,8 @@ decay is skipped for biases and norm weights.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,9 +16,9 @@ from torch import nn
 from zolab.runners.config import RunConfig
 from zolab.runners.kernels import PerturbationBackend, get_backend
 from zolab.runners.optim.base import MaterialisedBackend, ZOOptimizer, stream_seed
-from zolab.runners.optim.fo import FOAdam, FOSGD
+from zolab.runners.optim.fo import FOSGD, FOAdam
 from zolab.runners.optim.forward_grad import ForwardGrad
-from zolab.runners.optim.zo import OnePointRF, ZOAdam, ZOCons, ZOMomentum, ZOSGD, ZOSign
+from zolab.runners.optim.zo import ZOSGD, OnePointRF, ZOAdam, ZOCons, ZOMomentum, ZOSign
 
 NamedParams = Sequence[tuple[str, nn.Parameter]]
 
@@ -97,6 +98,21 @@ def build_optimizer(config: RunConfig, named_params: NamedParams, *, model: nn.M
     return OPTIMIZERS[config.method](groups, config, backend, model=model, names=names)
 
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "param_groups", "no_decay", "stream_seed", "ZOOptimizer",
-           "MaterialisedBackend", "ZOSGD", "ZOMomentum", "ZOAdam", "ZOSign", "ZOCons", "OnePointRF",
-           "ForwardGrad", "FOSGD", "FOAdam"]
+__all__ = [
+    "FOSGD",
+    "OPTIMIZERS",
+    "ZOSGD",
+    "FOAdam",
+    "ForwardGrad",
+    "MaterialisedBackend",
+    "OnePointRF",
+    "ZOAdam",
+    "ZOCons",
+    "ZOMomentum",
+    "ZOOptimizer",
+    "ZOSign",
+    "build_optimizer",
+    "no_decay",
+    "param_groups",
+    "stream_seed",
+]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 

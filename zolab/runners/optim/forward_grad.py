@@ -8,7 +8,8 @@ the tangents z, which are materialised for every parameter.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -11,7 +11,8 @@ param groups say which), g_k the projected gradient of probe k::
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

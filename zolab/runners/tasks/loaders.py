@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from zolab.runners.errors import AssetError
 from zolab.runners.tasks.base import Example, Splits

@@ -8,7 +8,7 @@ import streamlit as st
 
 from zolab.platform.errors import PlanError
 from zolab.ui import actions, data
-from zolab.ui.widgets import issues_frame, md_escape, no_plans
+from zolab.ui.widgets import issues_frame, md_escape, no_plans, plain
 
 st.title("Plans")
 if "flash" in st.session_state:  # a message from the action before the last rerun (our own text)
@@ -69,7 +69,7 @@ if uploaded is not None:
     if prepared is not None:
         plan = prepared.plan
         st.success(f"Parsed {len(plan.ablations)} ablation(s) from a {prepared.format} plan.")
-        st.text(f"Plan name: {plan.name}")
+        plain(f"Plan name: {plan.name}")
         st.markdown("**How each ablation was understood**")
         table = pd.DataFrame(
             [{"ablation": a.name, "ablated part": a.ablated_part, "action": a.action.value,
@@ -84,7 +84,7 @@ if uploaded is not None:
             choices = ["(automatic)", *actions.components()]
             for i, (a, r) in enumerate(zip(plan.ablations, prepared.resolutions)):
                 current = overrides.get(a.name, "(automatic)")
-                st.text(f"{i + 1}. {a.name} [{r.status}]")
+                plain(f"{i + 1}. {a.name} [{r.status}]")
                 pick = st.selectbox(f"Component for ablation {i + 1}", choices,
                                     index=choices.index(current) if current in choices else 0, key=f"override_{i}")
                 if pick == "(automatic)":

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from zolab.ui import data
-from zolab.ui.widgets import empty_state
+from zolab.ui.widgets import empty_state, plain
 
 st.title("Tuning")
 studies = data.studies()
@@ -27,7 +27,7 @@ if not complete:
 import optuna.visualization as ov
 
 st.subheader("Best trial")
-st.text(f"value {study.best_value:.6g} (trial {study.best_trial.number})")
+plain(f"value {study.best_value:.6g} (trial {study.best_trial.number})")
 st.dataframe(pd.DataFrame([study.best_params]), hide_index=True, key="best_params")
 st.plotly_chart(ov.plot_optimization_history(study), key="history")
 if len(complete) >= 2 and study.best_params:
