@@ -214,7 +214,7 @@ class ZOOptimizer(torch.optim.Optimizer):
             lp = oracle.loss()
             self.perturb([(s, -2.0 * eps)])
             lm = oracle.loss()
-            grads.append(oracle.grad(lambda: (lp - lm) / (2.0 * eps)))
+            grads.append(oracle.grad(lambda lp=lp, lm=lm: (lp - lm) / (2.0 * eps)))
             losses.append(0.5 * (lp + lm))
             pending = [(s, eps)]
         return grads, sum(losses) / len(losses), pending
