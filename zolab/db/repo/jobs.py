@@ -254,7 +254,7 @@ __all__ = [
     "status_counts",
     "step_time_samples",
     "touch_worker",
-    "variant_labels",
+    "variant_labels", "max_queued_memory",
 ]
 
 
@@ -276,3 +276,12 @@ def variant_labels(session: Session, variant_ids: Iterable[int]) -> dict[int, st
     if not ids:
         return {}
     return dict(session.execute(select(Variant.id, Variant.label).where(Variant.id.in_(ids))).all())
+
+
+def max_queued_memory(session: Session, plan_id: int | None = None) -> int | None:
+    """The largest memory estimate among queued jobs (sizes fractional GPU requests)."""
+    stmt = select(func.max(Job.est_memory_bytes)).where(Job.status == QUEUED)
+    if plan_id is not None:
+        stmt = stmt.where(Job.plan_id == plan_id)
+    value = session.scalar(stmt)
+    return int(value) if value is not None else None

@@ -85,7 +85,7 @@ def snapshot(url: str | None, plan_id: int | None, workers: int) -> Progress:
             return repo.status_counts(s, plan_id), repo.remaining_work(s, plan_id)
 
     counts, remaining = retry_on_transient(tx, what="read progress")
-    secs, known = 0.0, False
+    secs, known = 0.0, not remaining  # nothing left: ETA 0
     for _status, step, total, step_s in remaining:
         if step_s is not None:
             known = True
