@@ -244,6 +244,7 @@ __all__ = [
     "get_job",
     "jobs_of_plan",
     "list_workers",
+    "max_queued_memory",
     "next_claimable",
     "plan_parts",
     "points_of",
@@ -254,7 +255,7 @@ __all__ = [
     "status_counts",
     "step_time_samples",
     "touch_worker",
-    "variant_labels", "max_queued_memory",
+    "variant_labels",
 ]
 
 

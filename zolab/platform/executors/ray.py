@@ -91,4 +91,4 @@ def run_ray(
     return snapshot(url, plan_id, workers)
 
 
-__all__ = ["run_ray", "gpu_fraction"]
+__all__ = ["gpu_fraction", "run_ray"]
