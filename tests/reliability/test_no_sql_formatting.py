@@ -10,10 +10,15 @@ and names assigned a formatted string before being executed. Rules:
 2. no string that reads like SQL (``SELECT .. FROM``, ``INSERT INTO``, ``UPDATE .. SET``,
    ``DELETE FROM``, ``CREATE/DROP/ALTER TABLE``) is built with formatting, anywhere in ``zolab/``.
    Upper-case keywords only: English messages ("select a plan from the list") are not SQL;
-3. outside ``zolab/db/`` nothing imports the SQL layer: no ``sqlalchemy`` query builders
-   (``text``, ``select``, ``insert``, ...), no ``sqlite3``/``psycopg`` drivers, and no SQL-looking
-   string literal. Importing ``sqlalchemy`` for type annotations is allowed only under
-   ``if TYPE_CHECKING:`` (no runtime use), e.g. ``Session`` in a signature.
+3. outside ``zolab/db/`` nothing builds SQL: no import of ``sqlalchemy``'s query builders
+   (``text``, ``select``, ``insert``, ``func``, ...; ``import sqlalchemy`` as a whole module; anything
+   from ``sqlalchemy.sql``), no ``sqlite3``/``psycopg`` drivers, and no SQL-looking string literal.
+   Allowed, because they build no SQL: ``sqlalchemy.engine.make_url`` (URL parsing), the
+   ``sqlalchemy.orm.Session`` type and ``sqlalchemy.exc`` errors; any import under
+   ``if TYPE_CHECKING:``.
+
+``text(...)`` counts as SQL only when ``text`` is SQLAlchemy's (imported from it, or ``sa.text``):
+``st.text(f"...")`` in a Streamlit page is not SQL.
 
 The checker is tested on synthetic bad snippets so that a pass on the real tree means something.
 """
@@ -32,8 +37,11 @@ import zolab
 PACKAGE_DIR = Path(zolab.__file__).resolve().parent
 SQL_HOME = "db"  # the one subpackage allowed to hold SQL
 
-SQL_CALLS = {"text", "execute", "executemany", "executescript", "exec_driver_sql"}
+SQL_CALLS = {"execute", "executemany", "executescript", "exec_driver_sql"}  # plus SQLAlchemy's text()
 SQL_MODULES = ("sqlalchemy", "sqlite3", "psycopg", "psycopg2", "asyncpg")
+#: what may be imported from sqlalchemy outside zolab/db: nothing here builds a query
+SA_ALLOWED = {("sqlalchemy.engine", "make_url"), ("sqlalchemy.engine", "URL"), ("sqlalchemy.orm", "Session"),
+              ("sqlalchemy", "exc"), ("sqlalchemy.exc", "*")}
 SQL_RE = re.compile(
     r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+INTO\b|\bUPDATE\b[\s\S]*\bSET\b|\bDELETE\s+FROM\b"
     r"|\b(?:CREATE|DROP|ALTER|TRUNCATE)\s+(?:TABLE|INDEX|VIEW)\b"
@@ -119,6 +127,13 @@ class _Checker(ast.NodeVisitor):
         self.violations: list[Violation] = []
         self.scopes: list[dict[str, ast.AST]] = [{}]  # name -> last formatted value assigned
         self.type_only = _type_checking_bodies(tree)
+        self.sa_text: set[str] = set()      # local names of sqlalchemy's text()
+        self.sa_modules: set[str] = set()   # local names of the sqlalchemy module (import sqlalchemy as sa)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+                self.sa_text |= {a.asname or a.name for a in node.names if a.name == "text"}
+            elif isinstance(node, ast.Import):
+                self.sa_modules |= {a.asname or a.name for a in node.names if a.name == "sqlalchemy"}
 
     def _add(self, node: ast.AST, rule: str, detail: str) -> None:
         self.violations.append(Violation(self.path, getattr(node, "lineno", 0), rule, detail))
@@ -155,7 +170,12 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         name = _call_name(node)
-        if name in SQL_CALLS:
+        func = node.func
+        is_sa_text = (isinstance(func, ast.Name) and func.id in self.sa_text) or (
+            isinstance(func, ast.Attribute) and func.attr == "text"
+            and isinstance(func.value, ast.Name) and func.value.id in self.sa_modules
+        )
+        if name in SQL_CALLS or is_sa_text:
             arg = _sql_arg(node)
             if arg is not None:
                 formatted = _formatted(arg) or (
@@ -189,9 +209,12 @@ class _Checker(ast.NodeVisitor):
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if self.sql_allowed or id(node) in self.type_only or node.level:
             return
-        if (node.module or "").split(".")[0] in SQL_MODULES:
-            names = ", ".join(a.name for a in node.names)
-            self._add(node, "sql-import", f"from {node.module} import {names} outside zolab/db")
+        module = node.module or ""
+        if module.split(".")[0] in SQL_MODULES:
+            bad = [a.name for a in node.names
+                   if (module, a.name) not in SA_ALLOWED and (module, "*") not in SA_ALLOWED]
+            if bad:
+                self._add(node, "sql-import", f"from {module} import {', '.join(bad)} outside zolab/db")
 
 
 def check_source(source: str, path: str = "<snippet>", *, sql_allowed: bool = True) -> list[Violation]:
@@ -245,11 +268,15 @@ BAD_IN_DB = {
     "keyword-arg": 'def f(c, t):\n    c.execute(statement=f"DROP TABLE {t}")\n',
     "sql-built-not-yet-executed": 'def f(t):\n    return "SELECT * FROM %s" % t\n',
     "join": 'def f(cur, cols):\n    cur.execute(", ".join(cols))\n',
+    "sa-module-text": 'import sqlalchemy as sa\ndef f(s, t):\n    s.execute(sa.text("SELECT 1 FROM " + t))\n',
+    "aliased-text": 'from sqlalchemy import text as T\ndef f(t):\n    return T(f"DELETE FROM {t}")\n',
 }
 
 BAD_OUTSIDE_DB = {
     "import-text": "from sqlalchemy import text\n",
     "import-select": "from sqlalchemy import select, func\n",
+    "import-sql-expression": "from sqlalchemy.sql import text\n",
+    "import-orm-query": "from sqlalchemy.orm import Session, aliased\n",
     "import-module": "import sqlalchemy as sa\n",
     "import-driver": "import sqlite3\n",
     "import-psycopg": "from psycopg import sql\n",
@@ -282,6 +309,8 @@ GOOD_OUTSIDE_DB = {
     ),
     "repo-call": "from zolab.db import repo\ndef f(s):\n    return repo.list_plans(s)\n",
     "relative": "from . import sibling\n",
+    "streamlit-text": 'import streamlit as st\ndef f(n):\n    st.text(f"Plan name: {n}")\n',
+    "url-parsing": "from sqlalchemy.engine import make_url\nfrom sqlalchemy.orm import Session\n",
     "message": 'def f(p):\n    raise ValueError(f"update the plan {p} and set its name")\n',
 }
 
