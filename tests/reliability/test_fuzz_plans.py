@@ -280,8 +280,9 @@ def test_deep_flow_nesting_is_refused_while_scanning() -> None:
 @pytest.mark.timeout(7200)
 def test_fuzz_long_run(sqlite_url: str, plan_file: Callable[[str | bytes, str], Path],
                        capsys: pytest.CaptureFixture[str]) -> None:
-    """``ZOLAB_FUZZ_CASES`` cases (default 10,000): text mutations of all three formats through
-    prepare + upload on a fresh SQLite database, and byte mutations of files from disk."""
+    """``ZOLAB_FUZZ_CASES`` cases (default 10,000), a quarter per family: text mutations of each of the
+    three formats through ``prepare`` (1 in 5 also through upload on a fresh SQLite database), and byte
+    mutations of files read from disk. Prints the number of cases executed and the time per family."""
     per_family = max(1, FUZZ_CASES // 4)
     profile = settings(settings.get_profile("zolab-fuzz"), max_examples=per_family)
     executed: Counter[str] = Counter()
