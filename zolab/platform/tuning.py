@@ -121,7 +121,8 @@ def storage_for(url: str | None = None) -> optuna.storages.BaseStorage:
         parsed = parsed.set(drivername="postgresql+psycopg")
     where = parsed.render_as_string(hide_password=False)
     if parsed.get_backend_name() == "postgresql":
-        repo.ensure_schema(where, OPTUNA_SCHEMA)
+        if (where, os.getpid(), OPTUNA_SCHEMA) not in _STORAGES:
+            repo.ensure_schema(where, OPTUNA_SCHEMA)
         return _storage(where, os.getpid(), OPTUNA_SCHEMA)
     return _storage(where, os.getpid())
 
@@ -364,9 +365,8 @@ def advance(url: str | None, plan_id: int, *, variant_id: int | None = None, tas
     return report
 
 
-def _load_study(name: str, url: str | None, s: TuneSettings, attrs: dict[str, Any]) -> optuna.Study:
-    """Create or load the study. Its sampler is seeded with (study, trials asked so far): a fresh
-    sampler per call must not repeat the previous call's draws, yet a rerun stays reproducible."""
+def _load_study(name: str, url: str | None, attrs: dict[str, Any]) -> optuna.Study:
+    """Create or load the study (its sampler is set by the caller, once it knows the trial count)."""
     import optuna
 
     study = optuna.create_study(storage=storage_for(url), study_name=name, direction="maximize",
@@ -374,8 +374,6 @@ def _load_study(name: str, url: str | None, s: TuneSettings, attrs: dict[str, An
     if not study.user_attrs:
         for k, v in attrs.items():
             study.set_user_attr(k, v)
-    n_asked = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(s.tuning, zlib.crc32(f"{name}:{n_asked}".encode()))
     return study
 
 
@@ -392,21 +390,25 @@ def _advance_study(url: str | None, plan_id: int, variant_id: int, label: str, t
         probe = trial_config(variant.config, task, s, {})
         attrs = {"plan_id": plan_id, "variant_id": variant_id, "variant": label, "task": task,
                  "pruner": s.pruner_spec(probe.steps, probe.eval_every), "trials": s.trials}
-        study = _load_study(name, url, s, attrs)
+        study = _load_study(name, url, attrs)
+        trials = study.get_trials(deepcopy=False)  # one read: RDB storages make this the costly call
+        # seeded with (study, trials asked so far): a fresh sampler per call must not repeat the
+        # previous call's draws, yet a rerun stays reproducible
+        study.sampler = make_sampler(s.tuning, zlib.crc32(f"{name}:{len(trials)}".encode()))
         dists = distributions(s.tuning)
         new: list[Job] = []
 
         # 1. tell trials whose job ended; give orphaned trials (asked, job never written) their job
-        for tr in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        running = 0
+        for tr in trials:
+            if tr.state != TrialState.RUNNING:
+                continue
             job = jobs.get(tr.number)
             if job is None:
                 new.append(_trial_job(ses, plan_id, variant, task, s, name, tr.number, tr.params, device))
-            else:
-                _tell(ses, study, tr.number, job)
+            running += job is None or not _tell(ses, study, tr.number, job)
 
         # 2. ask while the study has trials to give and room in flight
-        trials = study.get_trials(deepcopy=False)
-        running = sum(t.state == TrialState.RUNNING for t in trials)
         asked = len(trials)
         while asked < s.trials and running < s.parallel:
             tr = study.ask(fixed_distributions=dists)
@@ -432,7 +434,8 @@ def _advance_study(url: str | None, plan_id: int, variant_id: int, label: str, t
         return state, [j.id for j in fresh], len(jobs)
 
 
-def _tell(ses, study: optuna.Study, number: int, job: Job) -> None:
+def _tell(ses, study: optuna.Study, number: int, job: Job) -> bool:
+    """Tell the trial how its job ended; False while the job is still queued or running."""
     from optuna.trial import TrialState
 
     if job.status == JobStatus.SUCCEEDED.value:
@@ -446,6 +449,9 @@ def _tell(ses, study: optuna.Study, number: int, job: Job) -> None:
         study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
     elif job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    else:
+        return False
+    return True
 
 
 def _state(name: str, variant_id: int, label: str, task: str, s: TuneSettings,
