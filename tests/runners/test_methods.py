@@ -85,7 +85,7 @@ def test_non_finite_loss_is_refused_before_the_update():
     opt = optimizer_for(model, lr=1e-3)
     with pytest.raises(NonFiniteLossError) as err:
         opt.step(lambda: torch.tensor(float("nan")))
-    assert err.value.step == 0 and "non-finite" in str(err.value)
+    assert err.value.step == 1 and "non-finite" in str(err.value)
     assert opt.trajectory == []
 
 

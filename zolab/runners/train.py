@@ -155,7 +155,7 @@ class _Run:
             step = t + 1
             batch = self.scorer.encode(self.schedule.batch(t))
             loss = self.opt.step(_closure(self.loss_fn, batch, self.opt, self.meter))
-            value = float(loss)
+            value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             if not math.isfinite(value) and not isinstance(self.opt, ZOOptimizer):
                 raise NonFiniteLossError(step, value)
             last = value if math.isfinite(value) else last

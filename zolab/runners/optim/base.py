@@ -174,7 +174,7 @@ class ZOOptimizer(torch.optim.Optimizer):
         if closure is None:
             raise ValueError(f"{type(self).__name__} needs a closure that returns the loss")
         seeds = self.seeds_for(self.step_count)
-        loss, grads = self._zo_step(seeds, LiveOracle(closure, self.step_count))
+        loss, grads = self._zo_step(seeds, LiveOracle(closure, self.step_count + 1))  # 1-based, as reported
         self._finish(seeds, grads)
         return loss
 
