@@ -129,3 +129,20 @@ def test_running_job_cancelled_stops_without_result(db_url):
 
 def test_gpu_device_info_on_cpu():
     assert DeviceInfo().free_memory() is None and not DeviceInfo().is_gpu
+
+
+def test_keepalive_holds_the_lease_while_the_runner_is_silent(sqlite_url):
+    """A runner busy for longer than the lease without reporting (model load, long eval) keeps its job."""
+    make_jobs(sqlite_url, 1, {"steps": 2})
+    seen = {}
+
+    def silent(config, reporter, resume):
+        import time as _time
+
+        _time.sleep(2.5)  # 2.5 leases without a reporter call
+        seen["requeued"] = JobQueue(sqlite_url).requeue_expired()  # what another worker would do
+        return instant(config, reporter, resume)
+
+    stats = Worker(sqlite_url, runner=silent, lease_s=1.0, heartbeat_s=0.2, poll_s=0.05).run()
+    (job,) = _jobs(sqlite_url)
+    assert seen["requeued"] == [] and stats.succeeded == 1 and job.attempts == 1

@@ -69,6 +69,17 @@ class NoSuchJob(QueueError):
     pass
 
 
+def json_safe(value: Any) -> Any:
+    """NaN/inf -> None inside JSON values (PostgreSQL's JSON type refuses NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def check_transition(src: JobStatus | str, dst: JobStatus | str, job_id: int | None = None) -> None:
     src, dst = JobStatus(src), JobStatus(dst)
     if dst not in TRANSITIONS[src]:
@@ -231,7 +242,7 @@ class JobQueue:
             if loss is not None and math.isfinite(loss):
                 job.last_loss = loss
             if checkpoint is not None:
-                job.checkpoint = checkpoint
+                job.checkpoint = json_safe(checkpoint)
             repo.add_points(s, job_id, points)
 
         self._tx(tx, "heartbeat")
@@ -245,7 +256,9 @@ class JobQueue:
         def tx(s):
             job = _held(s, job_id, worker_id)
             repo.add_points(s, job_id, points)
-            repo.add_result(s, job, dict(result))
+            values = dict(result)
+            values["extra"] = json_safe(values.get("extra") or {})
+            repo.add_result(s, job, values)
             now = utcnow()
             job.finished_at = now
             job.progress_step = max(job.progress_step, int(result.get("steps", 0)))

@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -137,6 +138,7 @@ class DbReporter:
         self._ckpt: dict[str, Any] | None = None
         self._last = clock()
         self.flushes = 0
+        self.lost: str | None = None  # set by the keep-alive thread when the lease is gone
 
     def progress(self, step: int, total: int, loss: float | None = None) -> None:
         self.step, self.total = step, total
@@ -160,6 +162,8 @@ class DbReporter:
         return out
 
     def _maybe_flush(self, force: bool = False) -> None:
+        if self.lost is not None:
+            raise JobCancelled(self.lost)
         if not force and self.clock() - self._last < self.heartbeat_s:
             return
         points = self.take_points()
@@ -175,6 +179,32 @@ class DbReporter:
         self._ckpt = None
         self._last = self.clock()
         self.flushes += 1
+
+
+class KeepAlive(threading.Thread):
+    """Extends the lease every ``interval`` seconds while a job runs, whatever the runner is doing
+    (loading a model, a long evaluation), so only a dead process loses its lease. When the lease is
+    gone (cancelled, taken over) it tells the reporter, which stops the run at its next call."""
+
+    def __init__(self, queue: JobQueue, job_id: int, worker_id: str, reporter: DbReporter, interval: float) -> None:
+        super().__init__(name=f"keepalive-{job_id}", daemon=True)
+        self.queue, self.job_id, self.worker_id = queue, job_id, worker_id
+        self.reporter, self.interval = reporter, interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.queue.heartbeat(self.job_id, self.worker_id)
+            except LeaseLost as exc:
+                self.reporter.lost = str(exc)
+                return
+            except DatabaseError as exc:  # keep trying: the lease is long compared to the interval
+                log.warning("keep-alive of job %s failed: %s", self.job_id, exc)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
 
 
 @dataclass
@@ -260,6 +290,14 @@ class Worker:
         self.stats.job_ids.append(claim.job_id)
         reporter = DbReporter(self.queue, claim.job_id, self.id, heartbeat_s=self.heartbeat_s)
         free_at_start = self.device.free_memory()
+        keepalive = KeepAlive(self.queue, claim.job_id, self.id, reporter, self.heartbeat_s)
+        keepalive.start()
+        try:
+            return self._run_claim(claim, reporter, free_at_start)
+        finally:
+            keepalive.stop()
+
+    def _run_claim(self, claim: Claim, reporter: DbReporter, free_at_start: int | None) -> str:
         try:
             config = RunConfig.from_dict(claim.config)
             resume = Checkpoint.from_dict(claim.checkpoint) if claim.checkpoint else None
