@@ -123,6 +123,11 @@ def scale_checks(triton_backend, device: str) -> dict[str, Any]:
     td = timed(lambda: triton_backend.apply(params, [(1, 1e-3)], decay=[1e-4] * len(params)))
     tf = timed(lambda: torch._foreach_add_(params, 1e-3))
     tt = timed(lambda: TorchBackend().apply(params, [(1, 1e-3)]), reps=2)
+    sweep = {}
+    for warps in (4, 8, 16):  # launch geometry only: z is the same, so the fastest can be the default
+        b = type(triton_backend)(num_warps=warps)
+        sweep[f"warps{warps}_1term_over_floor"] = timed(lambda b=b: b.apply(params, [(1, 1e-3)])) / tf
+        sweep[f"warps{warps}_2term_over_floor"] = timed(lambda b=b: b.apply(params, [(1, 1e-3), (2, 1e-3)])) / tf
     out["bandwidth"] = {
         "bytes_read_plus_written": bytes_rw,
         "foreach_add_ms": tf * 1e3, "foreach_add_GBps": bytes_rw / tf / 1e9,
@@ -130,6 +135,7 @@ def scale_checks(triton_backend, device: str) -> dict[str, Any]:
         "triton_2term_ms": t2 * 1e3, "triton_2term_over_floor": t2 / tf,
         "triton_1term_decay_ms": td * 1e3, "triton_1term_decay_over_floor": td / tf,
         "torch_backend_1term_ms": tt * 1e3, "torch_backend_over_floor": tt / tf,
+        "num_warps_default": triton_backend.num_warps, **sweep,
     }
     return out
 

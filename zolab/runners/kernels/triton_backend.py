@@ -15,6 +15,7 @@ Under ``TRITON_INTERPRET=1`` the same code runs on CPU tensors (how the tests ch
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -114,7 +115,9 @@ class TritonBackend:
 
     name = "triton"
 
-    def __init__(self) -> None:
+    def __init__(self, num_warps: int | None = None) -> None:
+        # launch geometry never changes z, so it can be tuned per card (benchmarks/triton_check.py sweeps it)
+        self.num_warps = int(num_warps or os.environ.get("ZOLAB_TRITON_WARPS") or NUM_WARPS)
         self._cache: OrderedDict[tuple, list[_Tables]] = OrderedDict()
 
     # -- tables --------------------------------------------------------------------------------
@@ -136,8 +139,7 @@ class TritonBackend:
         return groups
 
     # -- launches ------------------------------------------------------------------------------
-    @staticmethod
-    def _launch(tables: _Tables, dtype: torch.dtype, terms: Sequence[tuple[int, float]], has_decay: bool) -> None:
+    def _launch(self, tables: _Tables, dtype: torch.dtype, terms: Sequence[tuple[int, float]], has_decay: bool) -> None:
         if not tables.programs:
             return
         (s0, a0), (s1, a1) = (list(terms) + [(0, 0.0), (0, 0.0)])[:2]
@@ -151,7 +153,7 @@ class TritonBackend:
                 tables.slot_addr, tables.slot_numel, tables.slot_index, tables.slot_keep,
                 s0_lo, s0_hi, float(a0), s1_lo, s1_hi, float(a1),
                 DTYPE=_TL_DTYPES[dtype], NTERMS=len(terms), HAS_DECAY=has_decay, ALIGNED=tables.aligned,
-                TILES=TILES_PER_PROGRAM, QUAD=QUAD, N_ROUNDS=N_ROUNDS, FAST=FAST_MATH, num_warps=NUM_WARPS,
+                TILES=TILES_PER_PROGRAM, QUAD=QUAD, N_ROUNDS=N_ROUNDS, FAST=FAST_MATH, num_warps=self.num_warps,
             )
 
     @torch.no_grad()
