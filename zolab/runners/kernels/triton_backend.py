@@ -1,8 +1,8 @@
 """Triton perturbation backend: the fused Philox kernel over all parameters in one launch per dtype.
 
-Parameters are grouped by (device, dtype, 16-byte alignment); each group gets a small table on the device (tensor
-address, size, parameter index, 1 - decay) and a program table (which tensor, which 64K-element
-chunk), so one launch covers every tensor, large or tiny. Tables are cached by the parameters'
+Parameters are grouped by (device, dtype, 16-byte alignment); each group gets a small table on the
+device (tensor address, size, parameter index, 1 - decay) and a program table (which tensor, which
+64K-element chunk), so one launch covers every tensor, large or tiny. Tables are cached by the parameters'
 addresses and sizes: the table is a pure function of that key, so a stale hit is still correct.
 
 z is the kernel's Philox stream (see :mod:`.triton_perturb`): bit-identical in every pass. It is
@@ -36,7 +36,7 @@ from zolab.runners.kernels.triton_perturb import (
 
 _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 _CHUNK = TILE * TILES_PER_PROGRAM
-_MAX_NUMEL = QUAD << 32          # the counter's low word indexes QUAD-lane rows: 2**42 elements
+_MAX_NUMEL = 1 << 34           # the counter's low 32-bit word holds element // 4: 2**34 elements per tensor
 _KEY_BITS = 62
 _CACHE_SIZE = 16
 
@@ -49,7 +49,7 @@ def split_seed(seed: int) -> tuple[int, int]:
 
 @dataclass
 class _Tables:
-    """Device tables for one (device, dtype) group of parameters."""
+    """Device tables for one (device, dtype, alignment) group of parameters."""
 
     positions: list[int]          # where the group's tensors sit in the caller's params list
     aligned: bool                 # every address 16-byte aligned: the kernel may use vector accesses
