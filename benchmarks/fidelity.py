@@ -123,7 +123,8 @@ def execute(plan_files: list[Path], work: Path, url: str, runner: str) -> list[d
             rec = lines.get(job.job_id, {})
             records.append({"plan": job.meta["plan"], "plan_id": up.plan_id, "variant": job.meta["variant"],
                             "task": job.config.task, "seed": job.config.seed, "config": job.config.to_dict(),
-                            "status": rec.get("status", "missing"), "error": rec.get("error"),
+                            "status": "failed" if rec.get("error") else ("succeeded" if rec.get("result") else "missing"),
+                            "error": rec.get("error") or (None if rec else "no result line"),
                             "result": rec.get("result"), "skipped_ablations": skipped})
         _check_leaderboard(url, up.plan_id, [r for r in records if r["plan_id"] == up.plan_id])
     return records
