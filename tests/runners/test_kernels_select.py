@@ -48,3 +48,6 @@ def test_triton_backend_rejects_unsupported_tensors() -> None:
         b.apply([torch.zeros(3), torch.zeros(3, dtype=torch.float64)], [(1, 1.0)])
     with pytest.raises(ValueError, match="parameter 0: .*contiguous"):
         b.apply([torch.zeros(4, 4).t()], [(1, 1.0)])
+    huge = torch.empty(1 << 34, dtype=torch.float16, device="meta")  # no memory behind it: only the size matters
+    with pytest.raises(ValueError, match="parameter 1: 17179869184 elements exceed"):
+        b.apply([torch.zeros(3), huge], [(1, 1.0)])
