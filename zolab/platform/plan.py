@@ -317,7 +317,8 @@ class Plan(StrictModel):
     description: str = ""
     baseline: Baseline = Field(default_factory=Baseline)  # type: ignore[valid-type]
     tasks: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
-    seeds: Annotated[list[int], Field(min_length=1)]
+    # seeds live in a 32-bit DB column and seed torch generators: keep them in [0, 2**31 - 1]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)]
     metrics: list[Metric] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     zero_shot: bool = False
     tuning: Tuning | None = None
