@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zolab.db.errors import DatabaseError
+from zolab.db import retry as db_retry
+from zolab.db.errors import DatabaseError, TransientDatabaseError
 from zolab.platform.queue import DEFAULT_LEASE_S, Claim, JobQueue, LeaseLost
 from zolab.platform.tuning import TrialPruned, on_job_finished, trial_reporter
 from zolab.runners.config import RunConfig
@@ -47,6 +48,10 @@ RUNNER_ENV = "ZOLAB_RUNNER"
 LEASE_ENV = "ZOLAB_LEASE_SECONDS"
 HEARTBEAT_ENV = "ZOLAB_HEARTBEAT_SECONDS"
 RunFn = Callable[[RunConfig, Reporter, "Checkpoint | None"], Result]
+#: a database outage longer than the queue's own retries: the worker waits (pauses doubling up to
+#: DB_WAIT_MAX_S, one error line each) for up to DB_PATIENCE_S, then gives up with a clear error
+DB_PATIENCE_S = 900.0
+DB_WAIT_MAX_S = 30.0
 
 
 def resolve_runner(spec: str | RunFn | None = None) -> RunFn:
@@ -253,15 +258,16 @@ class Worker:
 
     # -- loop --------------------------------------------------------------------------------------
     def run(self) -> WorkerStats:
-        self.queue.register_worker(self.id, self.host, os.getpid(), self.device.name)
+        self._outlast(lambda: self.queue.register_worker(self.id, self.host, os.getpid(), self.device.name),
+                      "register the worker")
         try:
             while self.max_jobs is None or len(self.stats.job_ids) < self.max_jobs:
-                claim = self._claim()
+                claim = self._outlast(self._claim, "claim a job")
                 if claim is None:
-                    self.queue.requeue_expired()
-                    if not self.follow and self.queue.drained(self.plan_id):
+                    self._outlast(self.queue.requeue_expired, "requeue expired leases")
+                    if not self.follow and self._outlast(lambda: self.queue.drained(self.plan_id), "count jobs"):
                         break
-                    self.queue.touch_worker(self.id)
+                    self._outlast(lambda: self.queue.touch_worker(self.id), "update the worker")
                     time.sleep(self.poll_s)
                     continue
                 self.run_claim(claim)
@@ -273,6 +279,23 @@ class Worker:
             except DatabaseError as exc:  # pragma: no cover - DB gone while stopping
                 log.warning("could not mark worker %s stopped: %s", self.id, exc)
         return self.stats
+
+    def _outlast(self, fn: Callable[[], Any], what: str) -> Any:
+        """``fn()``, called again while the database stays unreachable after the queue's own retries:
+        an outage must not kill the worker nor throw away a finished job's result. One error line
+        per round; gives up (raises the last error) after ``DB_PATIENCE_S``."""
+        deadline = time.monotonic() + DB_PATIENCE_S
+        for attempt in range(1, 1_000_000):
+            try:
+                return fn()
+            except TransientDatabaseError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                delay = db_retry.backoff_delay(attempt, 1.0, DB_WAIT_MAX_S)
+                log.error("database unreachable during %s: %s; worker %s waits %.1f s and tries again",
+                          what, exc, self.id, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _claim(self) -> Claim | None:
         if not self.device.is_gpu:
@@ -322,8 +345,10 @@ class Worker:
             raise
         except Exception as exc:  # noqa: BLE001 - every other outcome is recorded in the DB
             return self._record_failure(claim, exc, free_at_start)
+        points = reporter.take_points()
         try:
-            self.queue.finish(claim.job_id, self.id, result.to_dict(), reporter.take_points())
+            self._outlast(lambda: self.queue.finish(claim.job_id, self.id, result.to_dict(), points),
+                          f"finish of job {claim.job_id}")
         except LeaseLost as exc:  # lease expired while finishing: the other worker's result counts
             log.warning("result of job %s dropped: %s", claim.job_id, exc)
             self.stats.stopped += 1
@@ -396,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         worker.run()
     except (_Stop, KeyboardInterrupt):
         return 143
+    except DatabaseError as exc:  # one clear line, no traceback (exit 2 like the CLI)
+        print(f"zolab worker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
