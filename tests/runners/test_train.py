@@ -18,11 +18,11 @@ SMALL = dict(model="tiny-llama-h16-l1", task="synthetic-sentiment", train_size=2
 
 
 def test_mezo_lora_learns_synthetic_task_from_chance():
-    cfg = RunConfig(method="mezo", peft="lora", lr=2e-2, steps=300, eval_every=100, checkpoint_every=1000,
+    cfg = RunConfig(method="mezo", peft="lora", lr=3e-2, steps=300, eval_every=100, checkpoint_every=1000,
                     **{**SMALL, "train_size": 500, "dev_size": 100, "test_size": 200, "batch_size": 16})
     res = run(cfg)
     assert res.zero_shot_accuracy is not None and res.zero_shot_accuracy <= 0.6
-    assert res.accuracy >= 0.65 and res.accuracy >= res.zero_shot_accuracy + 0.1, res
+    assert res.accuracy >= 0.68 and res.accuracy >= res.zero_shot_accuracy + 0.15, res
     assert res.forward_passes == 2 * 300
     assert res.extra["trainable_params"] == 512  # LoRA q/v only: ZO perturbs trainable params alone
 
@@ -123,8 +123,8 @@ def test_non_finite_loss_fails_with_step(method, monkeypatch):
 
 def test_prompt_false_uses_raw_input():
     cfg = RunConfig(method="mezo", steps=0, prompt=False, **SMALL)
-    from zolab.runners.tasks import get_task
     from zolab.runners.objectives import LabelScorer
+    from zolab.runners.tasks import get_task
 
     _, tok = load_model(cfg)
     task = get_task(cfg.task)

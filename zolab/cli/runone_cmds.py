@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +35,20 @@ PASSTHROUGH = ("job_id",)
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
+_NUMERIC = {f.name: f.type for f in dataclasses.fields(RunConfig) if f.type in ("float", "int")}
+
+
+def _coerce(data: dict[str, Any], path: Path) -> None:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string: turn numeric-looking strings of numeric fields into numbers."""
+    for key, kind in _NUMERIC.items():
+        value = data.get(key)
+        if isinstance(value, str):
+            try:
+                data[key] = float(value) if kind == "float" else int(value)
+            except ValueError:
+                raise ValueError(f"{path}: field {key!r} must be a number, got {value!r}") from None
+
+
 def load_run_file(path: Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
     """(RunConfig, passthrough keys) from a YAML/JSON mapping; errors name the file and field."""
     try:
@@ -52,6 +67,7 @@ def load_run_file(path: Path, overrides: list[str] | None = None) -> tuple[RunCo
         if not sep or not key.strip():
             raise ValueError(f"--set {item!r}: expected key=value")
         data[key.strip()] = yaml.safe_load(raw)
+    _coerce(data, path)
     try:
         return RunConfig.from_dict(data), extra
     except (TypeError, ValueError) as exc:

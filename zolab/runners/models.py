@@ -10,6 +10,7 @@ replay onto. Everything else goes through ``AutoModelForCausalLM.from_pretrained
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,8 @@ def wrap_peft(model: nn.Module, config: RunConfig) -> nn.Module:
         )
     else:
         pc = peft.PrefixTuningConfig(task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=config.prefix_tokens)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # peft calls transformers APIs deprecated in 5.x
         torch.manual_seed(config.seed)
         return peft.get_peft_model(model, pc)
 
