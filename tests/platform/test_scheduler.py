@@ -84,3 +84,16 @@ def test_budget_refusal_writes_nothing_and_force_runs(sqlite_url):
         assert repo.jobs_of_plan(s, plan_id) == []
     assert not expand(sqlite_url, plan_id).within_budget
     assert len(schedule(sqlite_url, plan_id, force=True).created) == 18
+
+
+def test_final_jobs_use_the_tuned_params_of_their_task(sqlite_url):
+    from zolab.db.models import Variant
+
+    plan_id = upload_plan(DUPES % 1000, filename="dedup.yaml", url=sqlite_url).plan_id
+    with session_scope(sqlite_url) as s:
+        base = s.query(Variant).filter_by(plan_id=plan_id, is_baseline=True).one()
+        base.tuned_params = {"synthetic-sentiment": {"lr": 0.5, "eps": 0.02}}
+    jobs = [j for j in expand(sqlite_url, plan_id).jobs if j.variant_label == "baseline"]
+    tuned = {(j.config["lr"], j.config["eps"]) for j in jobs if j.task == "synthetic-sentiment"}
+    untouched = {(j.config["lr"], j.config["eps"]) for j in jobs if j.task == "other-task"}
+    assert tuned == {(0.5, 0.02)} and untouched == {(1e-6, 1e-3)}

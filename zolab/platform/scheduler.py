@@ -4,7 +4,7 @@ The variants themselves (baseline + each resolved/inverted ablation x replacemen
 config hash merged and labelled with every ablation they serve) are made at upload
 (``zolab.platform.variants``); this module reads them back, adds tasks and seeds, and enqueues.
 ``no_op`` and ``unresolved`` ablations have no variant and no job; they are listed with their reason.
-A variant's ``tuned_params`` (written by Optuna tuning) override its config in the final jobs; tuning
+A variant's ``tuned_params[task]`` (written by Optuna tuning) override its config in the final jobs; tuning
 trials are jobs too (stage ``tune``, ``study_name``, ``trial_number``, key from :func:`job_key` with
 ``trial=``) and go through the same queue.
 
@@ -167,7 +167,8 @@ def expand(url: str | None, plan_id: int, *, device: str | None = None) -> Expan
                     lambda c, times=times: estimate_job(c, times, _job_device(c, device))))
             for seed in seeds:
                 try:
-                    cfg = RunConfig.from_dict({**v.config, **(v.tuned_params or {}), "task": task, "seed": seed})
+                    tuned = (v.tuned_params or {}).get(task) or {}  # {task: best params} from tuning
+                    cfg = RunConfig.from_dict({**v.config, **tuned, "task": task, "seed": seed})
                 except (ValueError, TypeError) as exc:
                     raise SchedulerError(f"variant {v.label!r} of plan {plan.id}: {exc}") from exc
                 jobs.append(JobSpec(job_key(plan.id, v.id, task, seed), v.id, v.label, task, seed,
