@@ -84,18 +84,23 @@ def resolve_plan(ref: str, url: str) -> int:
 
 # -- tables ---------------------------------------------------------------------------------------
 def expansion_tables(exp) -> list[Table]:
-    jobs = Table(title=f"plan {exp.plan_id} ({escape(exp.plan_name)}): {len(exp.jobs)} jobs "
-                       f"= {len(exp.variants)} variants x {len(exp.tasks)} tasks x {len(exp.seeds)} seeds")
-    for col in ("variant", "serves", "task", "seeds", "est. peak memory", "est. s/step", "est. GPU h"):
-        jobs.add_column(col, justify="right" if col.startswith("est") else "left")
+    n_final = sum(j.stage == "final" for j in exp.jobs)
+    title = (f"plan {exp.plan_id} ({escape(exp.plan_name)}): {n_final} jobs "
+             f"= {len(exp.variants)} variants x {len(exp.tasks)} tasks x {len(exp.seeds)} seeds")
+    if len(exp.jobs) > n_final:
+        title += f", plus {len(exp.jobs) - n_final} tuning trials"
+    jobs = Table(title=title)
+    for col in ("variant", "serves", "task", "stage", "jobs", "seeds", "est. peak memory", "est. s/step",
+                "est. GPU h"):
+        jobs.add_column(col, justify="right" if col.startswith("est") or col == "jobs" else "left")
     serves = {v.id: ", ".join(v.ablations) for v in exp.variants}
-    groups: dict[tuple[int, str], list] = {}
+    groups: dict[tuple[int, str, str], list] = {}
     for j in exp.jobs:
-        groups.setdefault((j.variant_id, j.task), []).append(j)
-    for (vid, task), group in groups.items():
+        groups.setdefault((j.variant_id, j.task, j.stage), []).append(j)
+    for (vid, task, stage), group in groups.items():
         first = group[0]
-        jobs.add_row(escape(first.variant_label), escape(serves.get(vid, "")), escape(task),
-                     ",".join(str(j.seed) for j in group), _gib(first.estimate.memory_bytes),
+        jobs.add_row(escape(first.variant_label), escape(serves.get(vid, "")), escape(task), stage, str(len(group)),
+                     ",".join(sorted({str(j.seed) for j in group})), _gib(first.estimate.memory_bytes),
                      f"{first.estimate.step_seconds:.3g}", f"{sum(j.estimate.gpu_hours for j in group):.3g}")
     tables = [jobs]
     if exp.skipped:
