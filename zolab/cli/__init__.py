@@ -7,6 +7,7 @@
 * :mod:`.transfer_cmds` — ``export``, ``import`` (air-gapped GPU boxes)
 * :mod:`.assets_cmds` — ``assets fetch|list``
 * :mod:`.ui_cmds` — ``ui``
+* :mod:`.tune_cmds` — ``tune-status`` (Optuna studies of a tuned plan)
 
 Exit codes: 0 success, 1 bad input / refused, 2 internal or environment error. Errors are one
 clear message, never a traceback (``--debug`` shows it).
@@ -26,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "runone_cmds", "transfer_cmds", "assets_cmds", "ui_cmds")
+_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "runone_cmds", "transfer_cmds", "assets_cmds", "ui_cmds", "tune_cmds")
 
 for _name in _MODULES:
     try:
