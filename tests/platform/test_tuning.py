@@ -278,3 +278,25 @@ def test_real_runner_tuning_on_the_tiny_model(tune_db):
         finals = [j for j in jobs if j.variant_id == vid and j.stage == JobStage.FINAL.value]
         assert len(finals) == 2 and all({k: j.config[k] for k in best} == best for j in finals)
         assert all(j.status == JobStatus.SUCCEEDED.value for j in finals)
+
+
+def test_tune_status_cli_shows_each_study(tune_db):
+    from typer.testing import CliRunner
+
+    from zolab.cli import app
+
+    plan_id = _upload(tune_db)
+    schedule(tune_db, plan_id)
+    Worker(tune_db, runner=curve_runner, lease_s=30, poll_s=0.01).run()
+    res = CliRunner().invoke(app, ["tune-status", str(plan_id), "--db", tune_db, "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    rows = json.loads(res.output)
+    assert len(rows) == 2 and all(r["asked"] == 6 and r["finished"] for r in rows)
+    for r in rows:
+        assert r["best_params"] == _study(tune_db, r["name"]).best_params
+        assert r["complete"] + r["pruned"] + r["failed"] == 6
+    res = CliRunner().invoke(app, ["tune-status", str(plan_id), "--db", tune_db])
+    assert res.exit_code == 0 and f"plan {plan_id}: Optuna studies" in res.output
+    assert CliRunner().invoke(app, ["tune-status", "999", "--db", tune_db]).exit_code == 1
