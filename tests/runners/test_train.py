@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zolab.runners.config import RunConfig
+from zolab.runners.config import METHODS, RunConfig
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.models import load_model, trainable_parameters
 from zolab.runners.reporter import JobCancelled, MemoryReporter
@@ -141,3 +141,26 @@ def test_only_trainable_parameters_are_perturbed():
     model, _ = load_model(cfg)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen and all("lora" in n for n, _ in trainable_parameters(model))
+
+
+def _smoke(method: str, peft: str):
+    from zolab.runners.optim import OPTIMIZERS
+
+    assert method in OPTIMIZERS
+    cfg = RunConfig(method=method, peft=peft, model="tiny-opt-h16-l1", steps=2, train_size=20, dev_size=8,
+                    test_size=8, batch_size=4, lr=1e-3, device="cpu")
+    res = run(cfg)
+    per_step = {"zo-cons": 5, "forward-grad": 1, "one-point-rf": 1, "fo-sgd": 1, "fo-adam": 1}.get(method, 2)
+    assert res.forward_passes == 2 * per_step and 0.0 <= res.accuracy <= 1.0
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_end_to_end(method):
+    _smoke(method, "none")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peft", ["lora", "prefix"])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_through_peft(method, peft):
+    _smoke(method, peft)
