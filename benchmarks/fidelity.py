@@ -12,6 +12,8 @@ did not reproduce is reported as such, with the numbers.
 
 Modes:
   (default)        the plans as written, on the GPU (about 15 minutes on one H100).
+  --stage export / --stage report   the air-gapped way: export here, run the folders with
+                   `zolab run-one` on the GPU box, copy results.jsonl back, report here.
   --cpu-small      a shortened CPU run in minutes: tiny random-init model (``--model`` to choose,
                    e.g. ``smollm2-135m`` for the real one, much slower), few steps, small splits,
                    one task. It checks the path end to end; its trend verdicts are not evidence.
@@ -97,36 +99,57 @@ def has_run_one() -> bool:
     return proc.returncode == 0
 
 
-def execute(plan_files: list[Path], work: Path, url: str, runner: str) -> list[dict[str, Any]]:
-    """Upload + enqueue, export, run, import each plan; return one record per job."""
+def export_stage(plan_files: list[Path], work: Path, url: str, with_assets: bool = False) -> list[dict[str, Any]]:
+    """Upload + enqueue + export each plan into ``work/export-<plan id>``; state saved in ``work/state.json``."""
     from zolab.platform.scheduler import expand, schedule
-    from zolab.platform.transfer import export_jobs, import_results
+    from zolab.platform.transfer import export_jobs
     from zolab.platform.upload import upload_plan
-    from zolab.runners.jobfile import job_files, read_job
+    from zolab.runners.jobfile import job_files
 
-    records = []
+    state = []
     for plan_file in plan_files:
         up = upload_plan(plan_file, url=url)
         schedule(url, up.plan_id, force=True)
         skipped = [{"name": s.name, "status": s.status, "reason": s.reason} for s in expand(url, up.plan_id).skipped]
         folder = work / f"export-{up.plan_id}"
-        export_jobs(url, up.plan_id, folder)
+        export_jobs(url, up.plan_id, folder, with_assets=with_assets)
+        print(f"plan {up.plan_id} {plan_file.name}: {len(job_files(folder))} jobs exported to {folder}", flush=True)
+        state.append({"plan_id": up.plan_id, "plan_file": str(plan_file), "folder": str(folder), "skipped": skipped})
+    (work / "state.json").write_text(json.dumps({"url": url, "plans": state}, indent=2))
+    return state
+
+
+def run_stage(state: list[dict[str, Any]], runner: str) -> None:
+    for plan in state:
+        folder = Path(plan["folder"])
         out = folder / "results.jsonl"
-        print(f"plan {up.plan_id} {plan_file.name}: {len(job_files(folder))} jobs, runner={runner}", flush=True)
+        out.unlink(missing_ok=True)
+        print(f"running {folder} (runner={runner})", flush=True)
         (run_folder_cli if runner == "cli" else run_folder_direct)(folder, out)
+
+
+def import_stage(state: list[dict[str, Any]], url: str) -> list[dict[str, Any]]:
+    """Import each folder's ``results.jsonl`` (twice: idempotence is checked) and return one record per job."""
+    from zolab.platform.transfer import import_results
+    from zolab.runners.jobfile import job_files, read_job
+
+    records = []
+    for plan in state:
+        folder = Path(plan["folder"])
+        out = folder / "results.jsonl"
         first = import_results(url, out)
-        again = import_results(url, out)  # idempotence, checked on every benchmark run
+        again = import_results(url, out)
         assert not again.imported and len(again.already) == len(first.imported), "import is not idempotent"
         lines = {rec["job_id"]: rec for rec in map(json.loads, out.read_text().splitlines()) if rec}
         for path in job_files(folder):
             job = read_job(path)
             rec = lines.get(job.job_id, {})
-            records.append({"plan": job.meta["plan"], "plan_id": up.plan_id, "variant": job.meta["variant"],
+            records.append({"plan": job.meta["plan"], "plan_id": plan["plan_id"], "variant": job.meta["variant"],
                             "task": job.config.task, "seed": job.config.seed, "config": job.config.to_dict(),
                             "status": "failed" if rec.get("error") else ("succeeded" if rec.get("result") else "missing"),
                             "error": rec.get("error") or (None if rec else "no result line"),
-                            "result": rec.get("result"), "skipped_ablations": skipped})
-        _check_leaderboard(url, up.plan_id, [r for r in records if r["plan_id"] == up.plan_id])
+                            "result": rec.get("result"), "skipped_ablations": plan["skipped"]})
+        _check_leaderboard(url, plan["plan_id"], [r for r in records if r["plan_id"] == plan["plan_id"]])
     return records
 
 
@@ -408,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runner", choices=("auto", "cli", "direct"), default="auto",
                     help="cli: `zolab run-one` subprocess; direct: in this process; auto: cli when available")
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--stage", choices=("all", "export", "report"), default="all",
+                    help="all: export, run, import, report here; export: stop after writing the job folders "
+                         "(for an air-gapped GPU box); report: import the folders' results.jsonl and report")
+    ap.add_argument("--with-assets", action="store_true", help="export: copy the cached model/data into each folder")
+    ap.add_argument("--device-name", default=None, help="report: the GPU's name when the runs happened elsewhere")
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the report goes")
     ap.add_argument("--stem", default=None, help="report file name stem (default fidelity-gpu / fidelity-cpu-small)")
     args = ap.parse_args(argv)
@@ -415,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     runner = args.runner
     if runner == "auto":
         runner = "cli" if has_run_one() else "direct"
+    if args.stage != "all" and args.work is None:
+        ap.error("--stage export/report needs --work (the folder shared by both stages)")
     work = args.work or Path(tempfile.mkdtemp(prefix="zolab-fidelity-"))
     work.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{work / 'fidelity.db'}"
@@ -434,7 +464,18 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(yaml.safe_dump(small, sort_keys=False))
             plan_files.append(path)
     start = time.perf_counter()
-    records = execute(plan_files, work, url, runner)
+    if args.stage in ("all", "export"):
+        state = export_stage(plan_files, work, url, with_assets=args.with_assets)
+        if args.stage == "export":
+            print(f"next, on the GPU box, for each folder: zolab run-one --config FOLDER --out FOLDER/results.jsonl\n"
+                  f"then: python benchmarks/fidelity.py --stage report --work {work}"
+                  + (" --cpu-small" if args.cpu_small else ""))
+            return 0
+        run_stage(state, runner)
+    else:
+        saved = json.loads((work / "state.json").read_text())
+        state, url = saved["plans"], saved["url"]
+    records = import_stage(state, url)
     wall = time.perf_counter() - start
     for rec in records:
         rec.setdefault("skipped_ablations", [])
@@ -444,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         row["_skipped"] = by_plan.get(row["plan"], [])
     devices = sorted({r["device"] for r in rows if r["device"]})
     on_gpu = any(d.startswith("cuda") for d in devices)
-    gpu_name = None
-    if on_gpu:
+    gpu_name = args.device_name
+    if on_gpu and gpu_name is None and args.stage == "all":
         import torch
 
         gpu_name = torch.cuda.get_device_name(0)
@@ -453,13 +494,13 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = _verdicts(rows, on_gpu, all_tasks)
     meta = {"mode": "cpu-small" if args.cpu_small else "gpu", "device": gpu_name or ", ".join(devices),
             "model": rows[0]["config"]["model"] if rows else None, "tasks": all_tasks,
-            "seeds": sorted({r["seed"] for r in records}), "runner": runner, "wall_s": wall,
+            "seeds": sorted({r["seed"] for r in records}), "runner": runner if args.stage == "all" else "zolab run-one on another machine", "wall_s": wall,
             "gpu_hours": sum(r["gpu_hours"] for r in rows), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "jobs": len(records), "failed_jobs": sum(1 for r in records if r["status"] != "succeeded")}
     stem = args.stem or ("fidelity-cpu-small" if args.cpu_small else "fidelity-gpu")
     md = write_report(rows, verdicts, meta, stem, args.results_dir)
     print(md.read_text())
-    if args.work is None:
+    if args.work is None and args.stage == "all":
         shutil.rmtree(work, ignore_errors=True)
     return 0 if meta["failed_jobs"] == 0 else 1
 
