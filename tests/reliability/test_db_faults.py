@@ -95,7 +95,7 @@ class WorkerThread(threading.Thread):
         return self.stats
 
 
-def assert_finished_once(url: str, plan_id: int, job_id: int, *, attempts: int = 1) -> None:
+def assert_finished_once(url: str, plan_id: int, job_id: int, *, attempts: int = 1, steps: int = TINY["steps"]) -> None:
     """Succeeded once: one result row, the curve written exactly once and equal to the result's own
     curve (no half-written or doubled rows), and a legal, gap-free job_events trail."""
     def read(s):
@@ -105,8 +105,8 @@ def assert_finished_once(url: str, plan_id: int, job_id: int, *, attempts: int =
     job, result, n_results, points, events = _read(url, read)
     assert job.status == JobStatus.SUCCEEDED.value and job.attempts == attempts
     assert job.lease_owner is None and job.error is None
-    assert n_results == 1 and result.job_id == job_id and result.steps == TINY["steps"]
-    assert job.progress_step == TINY["steps"] and job.last_loss == pytest.approx(result.final_loss)
+    assert n_results == 1 and result.job_id == job_id and result.steps == steps
+    assert job.progress_step == steps and job.last_loss == pytest.approx(result.final_loss)
     train = [(st, v) for st, name, v in points if name == "train_loss"]
     dev = [(st, v) for st, name, v in points if name == "dev_accuracy"]
     assert train == [tuple(p) for p in result.extra["loss_curve"]]
@@ -303,7 +303,7 @@ def test_cli_worker_outlasts_a_20s_outage_with_real_backoff(pg_url, pg_faults):
     faults = [ln for ln in err.splitlines() if "unreachable during" in ln]
     assert faults and all("is not currently accepting connections" in ln for ln in faults), err
     print(f"{len(faults)} fault lines on stderr")
-    assert_finished_once(pg_url, plan_id, job_id)
+    assert_finished_once(pg_url, plan_id, job_id, steps=40)
     rows = _read(pg_url, lambda s: repo.events_of(s, job_id))
     assert [e.to_status for e in rows] == ["queued", "running", "succeeded"]
 
