@@ -68,3 +68,19 @@ def test_bad_config_names_file_and_field(tmp_path):
     assert res.exit_code == 1 and "line" in res.output and "invalid YAML" in res.output
     res = runner.invoke(app, ["run-one", "--config", str(tmp_path / "x.yaml"), "--set", "oops"])
     assert res.exit_code == 1
+
+
+def test_json_job_file_is_read_as_json(tmp_path):
+    """Export writes JSON job files; '1e-05' must stay a float (YAML 1.1 would read it as a string)."""
+    cfg = tmp_path / "job-1.json"
+    cfg.write_text('{"method": "mezo", "model": "tiny-gpt2-h16-l1", "task": "synthetic-sentiment", "device": "cpu",'
+                   ' "steps": 1, "batch_size": 4, "train_size": 8, "dev_size": 4, "test_size": 4, "lr": 1e-05,'
+                   ' "job_id": 5}')
+    res = runner.invoke(app, ["run-one", "--config", str(cfg), "--json"])
+    assert res.exit_code == 0, res.output
+    line = json.loads(res.stdout.strip().splitlines()[-1])
+    assert line["job_id"] == 5 and line["config"]["lr"] == 1e-05
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"method": "mezo",\n "steps": }')
+    res = runner.invoke(app, ["run-one", "--config", str(bad)])
+    assert res.exit_code == 1 and "bad.json: line 2: invalid JSON" in " ".join(res.output.split())

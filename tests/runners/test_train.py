@@ -164,3 +164,32 @@ def test_every_method_runs_end_to_end(method):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_runs_through_peft(method, peft):
     _smoke(method, peft)
+
+
+def test_zero_shot_run_evaluates_the_test_split_once(monkeypatch):
+    """steps=0 is the zero-shot reference row: final accuracy IS the zero-shot accuracy, measured once."""
+    from zolab.runners import train as train_mod
+    from zolab.runners.config import RunConfig
+
+    calls = []
+    real = train_mod.evaluate
+
+    def counting(model, scorer, examples, batch_size):
+        calls.append(len(examples))
+        return real(model, scorer, examples, batch_size)
+
+    monkeypatch.setattr(train_mod, "evaluate", counting)
+    cfg = RunConfig(model="tiny-gpt2-h16-l1", task="synthetic-sentiment", device="cpu", steps=0,
+                    batch_size=4, train_size=8, dev_size=6, test_size=10)
+    res = train_mod.run(cfg)
+    assert res.accuracy == res.zero_shot_accuracy and res.forward_passes == 0
+    assert calls.count(10) == 1  # test split (10 examples) once; dev (6) once for the zero-shot dev point
+
+
+def test_config_hash_ignores_checkpoint_location():
+    from zolab.runners.config import RunConfig
+
+    a = RunConfig(task_options={"checkpoint_dir": "/tmp/a"})
+    b = RunConfig(task_options={"checkpoint_dir": "/tmp/b"})
+    assert a.config_hash() == b.config_hash() == RunConfig().config_hash()
+    assert RunConfig(task_options={"path": "x.jsonl"}).config_hash() != a.config_hash()

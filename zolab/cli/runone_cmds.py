@@ -52,7 +52,11 @@ def _coerce(data: dict[str, Any], path: Path) -> None:
 def load_run_file(path: Path, overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
     """(RunConfig, passthrough keys) from a YAML/JSON mapping; errors name the file and field."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        # job files are JSON (zolab export): read them as JSON so '1e-05' stays a number
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:

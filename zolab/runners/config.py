@@ -115,6 +115,8 @@ class RunConfig:
         d.pop("checkpoint_every", None)
         d.pop("device", None)
         d.pop("kernel", None)
+        # where checkpoints go does not change the result
+        d["task_options"] = {k: v for k, v in d["task_options"].items() if k != "checkpoint_dir"}
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

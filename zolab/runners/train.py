@@ -205,9 +205,12 @@ def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Re
         start = r.restore(resume)
     else:
         zero_dev = r.eval_dev(0)
-        zero_acc, _ = evaluate(r.model, r.scorer, r.splits.test, r.eval_bs)
+        zero_acc, zero_f1 = evaluate(r.model, r.scorer, r.splits.test, r.eval_bs)
     final_loss = r.train(start)
-    acc, f1 = evaluate(r.model, r.scorer, r.splits.test, r.eval_bs)
+    if config.steps == 0 and zero_acc is not None:
+        acc, f1 = zero_acc, zero_f1  # zero-shot reference: the weights did not move, evaluate once
+    else:
+        acc, f1 = evaluate(r.model, r.scorer, r.splits.test, r.eval_bs)
     alloc, reserved = gpu_peaks(r.device)
     return Result(
         accuracy=acc, f1=f1, steps=config.steps, forward_passes=r.meter.forward_passes,
