@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test test-slow test-all lint bench clean
+.PHONY: install assets demo test test-slow test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,10 +25,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-test-slow: install
+assets: install
+	$(BIN)/zolab assets fetch
+
+test-slow: assets
 	$(BIN)/python -m pytest -q -m "slow"
 
-test-all: install
+test-all: assets
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: install
