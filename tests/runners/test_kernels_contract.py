@@ -20,11 +20,7 @@ from zolab.runners.kernels.contract import CHECKS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-_TORCH_KNOWN_GAPS = {
-    # torch_backend.py (frame contract, not owned here) indexes decay[i] while writing: IndexError after
-    # parameter 0 was already changed. strict: this turns red once it validates first, so drop the mark then.
-    "check_decay_length_mismatch": "torch backend validates decay late (IndexError, partial write)",
-}
+_TORCH_KNOWN_GAPS: dict[str, str] = {}  # checks the torch backend is known to fail (none)
 
 
 @pytest.mark.parametrize(

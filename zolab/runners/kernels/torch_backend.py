@@ -45,6 +45,8 @@ class TorchBackend:
         terms: Sequence[tuple[int, float]],
         decay: Sequence[float] | None = None,
     ) -> None:
+        if decay is not None and len(decay) != len(params):  # validate before writing anything
+            raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
         for i, p in enumerate(params):
             if decay is not None and decay[i]:
                 p.mul_(1.0 - decay[i])
