@@ -31,7 +31,9 @@ ablations:
 @pytest.fixture
 def cli(sqlite_url, monkeypatch, tmp_path):
     monkeypatch.setenv("ZOLAB_RUNNER", "tests.platform._runners:instant")  # inherited by worker processes
-    monkeypatch.setenv("COLUMNS", "200")
+    from zolab.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 200)  # wide tables: labels on one line whatever ran before
     runner = CliRunner()
 
     def invoke(*args: str):
