@@ -146,3 +146,28 @@ def test_keepalive_holds_the_lease_while_the_runner_is_silent(sqlite_url):
     stats = Worker(sqlite_url, runner=silent, lease_s=1.0, heartbeat_s=0.2, poll_s=0.05).run()
     (job,) = _jobs(sqlite_url)
     assert seen["requeued"] == [] and stats.succeeded == 1 and job.attempts == 1
+
+
+class _FakeGpu(DeviceInfo):
+    """A GPU as the worker sees it, without CUDA: fixed total and free memory."""
+
+    def __init__(self, total: int, free: int) -> None:
+        super().__init__(name="cuda:0", total_memory=total)
+        self.free = free
+
+    def free_memory(self) -> int | None:
+        return self.free
+
+
+def test_gpu_workers_pack_jobs_while_estimates_fit_90_percent(db_url):
+    gib = 2**30
+    make_jobs(db_url, 4, {"steps": 1}, est_memory_bytes=30 * gib)
+    gpu = _FakeGpu(total=80 * gib, free=80 * gib)
+    a, b, c = (Worker(db_url, runner=RUNNER, lease_s=30, device=gpu) for _ in range(3))
+    for w in (a, b, c):
+        w.queue.register_worker(w.id, w.host, 1, gpu.name)
+    assert a._claim() is not None and b._claim() is not None  # 2 x 30 GiB fit in 0.9 x 80 GiB
+    assert c._claim() is None                                  # a third would need 90 GiB
+    gpu.free = 10 * gib                                        # memory taken by someone else: nothing fits
+    other = Worker(db_url, runner=RUNNER, lease_s=30, device=_FakeGpu(total=80 * gib, free=10 * gib))
+    assert other._claim() is None
