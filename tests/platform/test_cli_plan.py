@@ -99,12 +99,12 @@ def test_upload_list_show_expand(sqlite_url: str):
     assert listed.exit_code == 0 and "quickstart" in listed.stdout
     shown = run("show", "1", "--db", sqlite_url, "--json")
     data = json.loads(shown.stdout)
-    assert [a["component"] for a in data["ablations"]] == ["eps", "n_samples", "optimizer", "in_place"]
+    assert [a["component"] for a in data["ablations"]] == ["eps", "n_samples", "optimizer", "in_place", "peft"]
     expanded = json.loads(run("expand", "1", "--db", sqlite_url, "--json").stdout)
     assert [v["label"] for v in expanded["variants"]] == [
-        "baseline", "zero-shot", "eps=0.01", "n_samples=4", "method=fo-adam", "in_place=false"]
+        "baseline", "zero-shot", "eps=0.3", "n_samples=4", "method=fo-adam", "in_place=false", "peft=none"]
     table = run("expand", "1", "--db", sqlite_url)
-    assert table.exit_code == 0 and "6 variants x 1 tasks x 2 seeds = 12 runs" in table.stdout
+    assert table.exit_code == 0 and "7 variants x 1 tasks x 2 seeds = 14 runs" in table.stdout
     assert run("show", "99", "--db", sqlite_url).exit_code == 1
 
 
