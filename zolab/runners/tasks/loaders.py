@@ -106,7 +106,7 @@ def hf_loader(dataset: str, subset: str | None, fields: dict[str, str], label_fi
         try:
             import datasets  # optional: not needed on machines that only run tiny/offline tasks
         except ImportError as exc:
-            raise AssetError(f"task needs the `datasets` package for {dataset}: pip install datasets") from exc
+            raise AssetError(f"task needs the `datasets` package for {dataset}: pip install 'zolab[hf]' (or datasets)") from exc
         try:
             ds = datasets.load_dataset(dataset, subset, cache_dir=options.get("cache_dir"))
         except Exception as exc:  # offline / not cached: datasets raises several kinds
