@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console, ConsoleDimensions
@@ -38,3 +39,31 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print one escaped error line (plan text may contain markup) and exit."""
     err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+T = TypeVar("T")
+
+
+def guard(action: Callable[[], T]) -> T:
+    """Run ``action`` under the CLI's one error policy: refusals (bad plan, bad URL, scheduler/queue
+    refusals) exit 1, database and internal errors exit 2, never a traceback (``ZOLAB_DEBUG=1`` shows it)."""
+    from zolab.db.errors import BadDatabaseURLError, DatabaseError
+    from zolab.platform.errors import PlanError
+    from zolab.platform.queue import QueueError
+    from zolab.platform.scheduler import SchedulerError
+
+    try:
+        return action()
+    except typer.Exit:
+        raise
+    except PlanError as exc:
+        n = len(exc.issues)
+        fail(f"{n} problem{'s' if n != 1 else ''} in the plan:\n" + str(exc), EXIT_BAD_INPUT)
+    except (BadDatabaseURLError, SchedulerError, QueueError) as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except DatabaseError as exc:
+        fail(str(exc), EXIT_INTERNAL)
+    except Exception as exc:
+        if os.environ.get("ZOLAB_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)

@@ -7,17 +7,14 @@ field), 2 database/internal error. Plan text is printed escaped (it may contain 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, console, err_console, fail
+from zolab.cli.common import EXIT_BAD_INPUT, console, err_console, fail, guard
 
-T = TypeVar("T")
 plan_app = typer.Typer(help="Ablation plans: validate, upload, list, show, expand.", no_args_is_help=True)
 
 DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
@@ -31,28 +28,6 @@ OVERRIDE_OPTION = typer.Option(
     None, "--override", "-o", help="ABLATION=COMPONENT: force an ablation's component (repeatable)."
 )
 STATUS_STYLE = {"resolved": "green", "inverted": "cyan", "no_op": "yellow", "unresolved": "red"}
-
-
-def _guard(action: Callable[[], T]) -> T:
-    """Run ``action``; plan errors -> exit 1, database errors -> exit 2, never a traceback."""
-    from zolab.db.errors import BadDatabaseURLError, DatabaseError
-    from zolab.platform.errors import PlanError
-
-    try:
-        return action()
-    except typer.Exit:
-        raise
-    except PlanError as exc:
-        n = len(exc.issues)
-        fail(f"{n} problem{'s' if n != 1 else ''} in the plan:\n" + str(exc), EXIT_BAD_INPUT)
-    except BadDatabaseURLError as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-    except DatabaseError as exc:
-        fail(str(exc), EXIT_INTERNAL)
-    except Exception as exc:
-        if os.environ.get("ZOLAB_DEBUG"):
-            raise
-        fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
 
 
 def _csv(value: str | None, kind: str) -> list[Any] | None:
@@ -171,8 +146,8 @@ def validate_cmd(
     A YAML file without ``name`` and ``ablations`` is a baseline file (for ``--baseline``) and is
     validated as one.
     """
-    if _guard(lambda: _is_baseline_file(file, fmt)):
-        defaults = _guard(lambda: _load_defaults(file))
+    if guard(lambda: _is_baseline_file(file, fmt)):
+        defaults = guard(lambda: _load_defaults(file))
         if as_json:
             typer.echo(json.dumps({"ok": True, "kind": "baseline", "file": file, "defaults": defaults},
                                   indent=2, default=str))
@@ -182,7 +157,7 @@ def validate_cmd(
                           f"on {escape(str(b.get('model', '-')))}; tasks {escape(', '.join(defaults['tasks']))}; "
                           f"seeds {', '.join(map(str, defaults['seeds']))}")
         return
-    prepared = _guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
+    prepared = guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
     report = _report(prepared)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -212,8 +187,8 @@ def upload_cmd(
     """Validate, resolve and store a plan (the same content twice gives the same plan id)."""
     from zolab.platform.upload import store
 
-    prepared = _guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
-    result = _guard(lambda: store(prepared, url=db, allow_unresolved=allow_unresolved))
+    prepared = guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
+    result = guard(lambda: store(prepared, url=db, allow_unresolved=allow_unresolved))
     verb = "stored as" if result.created else "already stored as"
     console.print(f"plan [bold]{escape(prepared.plan.name)}[/] {verb} id [bold]{result.plan_id}[/]: "
                   f"{len(prepared.resolutions)} ablations, {len(prepared.variants)} variants")
@@ -230,7 +205,7 @@ def list_cmd(db: str | None = DB_OPTION) -> None:
         with session_scope(db) as s:
             return repo.list_plans(s)
 
-    rows = _guard(read)
+    rows = guard(read)
     if not rows:
         console.print("no plans stored yet: `zolab plan upload FILE`")
         return
@@ -255,7 +230,7 @@ def _load_stored(plan_id: int, db: str | None):
                 return None
             return plan, repo.plan_ablations(s, plan_id), repo.plan_variants(s, plan_id)
 
-    found = _guard(read)
+    found = guard(read)
     if found is None:
         fail(f"no plan with id {plan_id} (see `zolab plan list`)", EXIT_BAD_INPUT)
     return found

@@ -9,42 +9,16 @@ Exit codes: 0 ok, 1 bad input / refused (over budget) / jobs failed, 2 database 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, console, fail
+from zolab.cli.common import EXIT_BAD_INPUT, console, fail, guard
 
-T = TypeVar("T")
 DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
 DEMO_PLAN = "quickstart.yaml"
-
-
-def _guard(action: Callable[[], T]) -> T:
-    """Run ``action``: refusals -> exit 1, database errors -> exit 2, never a traceback."""
-    from zolab.db.errors import DatabaseError
-    from zolab.platform.errors import PlanError
-    from zolab.platform.queue import QueueError
-    from zolab.platform.scheduler import SchedulerError
-
-    try:
-        return action()
-    except typer.Exit:
-        raise
-    except PlanError as exc:
-        fail(f"problems in the plan:\n{exc}", EXIT_BAD_INPUT)
-    except (SchedulerError, QueueError) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-    except DatabaseError as exc:
-        fail(str(exc), EXIT_INTERNAL)
-    except Exception as exc:
-        if os.environ.get("ZOLAB_DEBUG"):
-            raise
-        fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
 
 
 def _gib(n: float | None) -> str:
@@ -190,7 +164,7 @@ def run_cmd(
     def act() -> None:
         from zolab.platform.scheduler import BudgetExceeded, expand, schedule
 
-        plan_id = _guard(lambda: resolve_plan(plan, url))
+        plan_id = guard(lambda: resolve_plan(plan, url))
         exp = expand(url, plan_id, device=estimate_for)
         print_expansion(exp)
         if dry_run:
@@ -202,7 +176,7 @@ def run_cmd(
         _execute(url, plan_id, executor, workers, lease_seconds, not no_progress)
         _summary(url, plan_id)
 
-    _guard(act)
+    guard(act)
 
 
 def _execute(url: str, plan_id: int, executor: str, workers: int, lease_s: float | None, progress: bool) -> None:
@@ -243,7 +217,7 @@ def worker_cmd(
         console.print(f"worker done: {st.succeeded} succeeded, {st.failed} failed, {st.requeued} requeued, "
                       f"{st.stopped} stopped")
 
-    _guard(act)
+    guard(act)
 
 
 def status_cmd(plan: str = typer.Argument(None, help="Plan id or name (default: all jobs)."), db: str | None = DB_OPTION) -> None:
@@ -256,7 +230,7 @@ def status_cmd(plan: str = typer.Argument(None, help="Plan id or name (default: 
         console.print(table)
         console.print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
-    _guard(act)
+    guard(act)
 
 
 def leaderboard_cmd(
@@ -274,14 +248,14 @@ def leaderboard_cmd(
         for t in tables:
             console.print(t)
 
-    _guard(act)
+    guard(act)
 
 
 def cancel_cmd(job: int = typer.Argument(..., help="Job id."), db: str | None = DB_OPTION) -> None:
     """Cancel a queued or running job (a running one stops at its next heartbeat)."""
     from zolab.platform.queue import JobQueue
 
-    _guard(lambda: JobQueue(_db(db)).cancel(job, by="cli"))
+    guard(lambda: JobQueue(_db(db)).cancel(job, by="cli"))
     console.print(f"job {job} cancelled")
 
 
@@ -289,7 +263,7 @@ def retry_cmd(job: int = typer.Argument(..., help="Job id."), db: str | None = D
     """Requeue a failed or cancelled job (resumes from its checkpoint when it has one)."""
     from zolab.platform.queue import JobQueue
 
-    _guard(lambda: JobQueue(_db(db)).retry(job, by="cli"))
+    guard(lambda: JobQueue(_db(db)).retry(job, by="cli"))
     console.print(f"job {job} queued again")
 
 

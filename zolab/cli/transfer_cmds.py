@@ -41,7 +41,7 @@ def _plan_id(plan: str, db: str | None, force: bool) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    from zolab.cli.plan_cmds import _guard  # one error policy for plan/DB errors
+    from zolab.cli.common import guard  # one error policy for plan/DB errors
 
     @app.command("export")
     def export_cmd(
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
             except (TransferError, AssetMissing) as exc:
                 fail(str(exc), EXIT_BAD_INPUT)
 
-        report = _guard(run)
+        report = guard(run)
         console.print(f"exported {len(report.files)} job(s) to {report.folder}"
                       + (f" ({report.skipped} not queued, left out)" if report.skipped else ""))
         if report.assets:
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
             except TransferError as exc:
                 fail(str(exc), EXIT_BAD_INPUT)
 
-        report = _guard(run)
+        report = guard(run)
         console.print(f"imported {len(report.imported)} result(s); {len(report.already)} already in the database")
         for job_id, why in report.not_imported:
             console.print(f"[yellow]job {job_id} not imported:[/] {why}")

@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import console
-from zolab.cli.run_cmds import DB_OPTION, _db, _guard, resolve_plan
+from zolab.cli.common import console, guard
+from zolab.cli.run_cmds import DB_OPTION, _db, resolve_plan
 
 
 def _fmt(params: dict) -> str:
@@ -59,7 +59,7 @@ def tune_status_cmd(
                           "done" if s.finished else "tuning")
         console.print(table)
 
-    _guard(act)
+    guard(act)
 
 
 def register(app: typer.Typer) -> None:
