@@ -81,7 +81,8 @@ def test_upload_valid_plan_saves_it(page, sqlite_url):
     _no_exceptions(at)
     table = frame(at, "explanation")
     assert list(table["ablation"]) == ["Larger perturbation", "More sampled directions",
-                                       "Backpropagation instead of MeZO", "Naive ZO-SGD without in-place perturbation"]
+                                       "Backpropagation instead of MeZO", "Naive ZO-SGD without in-place perturbation",
+                                       "Full-parameter MeZO (no LoRA)"]
     assert set(table["status"]) == {"resolved"}
     assert _count(sqlite_url, Plan) == 0  # preview writes nothing
     at.button(key="save_plan").click().run()
