@@ -112,3 +112,20 @@ def test_database_errors_exit_2(tmp_path: Path):
     bad = f"sqlite:///{tmp_path}/no/such/dir/x.db"
     result = run("upload", str(ROOT / "ablations" / "quickstart.yaml"), "--db", bad)
     assert result.exit_code == 2 and "Traceback" not in result.stderr
+
+
+def test_show_lists_tuned_hyperparameters(db_url):
+    """Optuna's best params stored on a variant are shown by `plan show` (table and --json)."""
+    from zolab.db.models import Variant
+    from zolab.db.session import session_scope
+
+    assert run("upload", str(ROOT / "ablations" / "quickstart.yaml"), "--db", db_url).exit_code == 0
+    assert "Tuned hyperparameters" not in run("show", "1", "--db", db_url).stdout
+    with session_scope(db_url) as s:
+        v = s.query(Variant).filter_by(plan_id=1, is_baseline=True).one()
+        v.tuned_params = {"synthetic-sentiment": {"lr": 0.0123456, "eps": 0.001}}
+    shown = run("show", "1", "--db", db_url)
+    assert shown.exit_code == 0 and "Tuned hyperparameters" in shown.stdout and "lr=0.0123" in shown.stdout
+    data = json.loads(run("show", "1", "--db", db_url, "--json").stdout)
+    assert data["tuned"] == [{"variant": "baseline", "task": "synthetic-sentiment",
+                              "params": {"lr": 0.0123456, "eps": 0.001}}]

@@ -240,14 +240,16 @@ def _load_stored(plan_id: int, db: str | None):
 def show_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None = DB_OPTION,
              as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """A stored plan: its ablations with their resolution and explanation."""
-    plan, ablations, _ = _load_stored(plan_id, db)
+    plan, ablations, variants = _load_stored(plan_id, db)
+    tuned = [(v.label, task, params) for v in variants for task, params in sorted((v.tuned_params or {}).items())]
     rows = [{"name": a.name, "action": a.action, "component": a.component, "status": a.status,
              "confidence": a.confidence, "changes": a.changes, "explanation": a.explanation,
              "ablated_part": a.ablated_part, "replacement": a.replacement, "metrics": a.metrics,
              "overridden": a.overridden} for a in ablations]
     if as_json:
         typer.echo(json.dumps({"id": plan.id, "name": plan.name, "format": plan.format,
-                               "content_hash": plan.content_hash, "plan": plan.plan_json, "ablations": rows},
+                               "content_hash": plan.content_hash, "plan": plan.plan_json, "ablations": rows,
+                               "tuned": [{"variant": lab, "task": t, "params": p} for lab, t, p in tuned]},
                               indent=2, default=str))
         return
     data = plan.plan_json
@@ -257,6 +259,14 @@ def show_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None
     if plan.description:
         console.print(escape(plan.description[:500]))
     console.print(_resolution_table(rows, "Ablations"))
+    if tuned:  # Optuna's best params per variant x task (zolab.platform.tuning)
+        table = Table(title="Tuned hyperparameters (Optuna best trial)")
+        for col in ("variant", "task", "params"):
+            table.add_column(col, overflow="fold")
+        for label, task, params in tuned:
+            table.add_row(escape(label), escape(task), escape(", ".join(f"{k}={v:.3g}" if isinstance(v, float)
+                                                                        else f"{k}={v}" for k, v in params.items())))
+        console.print(table)
 
 
 @plan_app.command("expand")
