@@ -171,3 +171,34 @@ def test_gpu_workers_pack_jobs_while_estimates_fit_90_percent(db_url):
     gpu.free = 10 * gib                                        # memory taken by someone else: nothing fits
     other = Worker(db_url, runner=RUNNER, lease_s=30, device=_FakeGpu(total=80 * gib, free=10 * gib))
     assert other._claim() is None
+
+
+def test_db_reporter_flush_gives_up_fast_during_an_outage_and_keeps_points(sqlite_url, monkeypatch):
+    """A DB outage must not stall training for the whole backoff schedule: an in-loop flush tries
+    twice, keeps its points for the next beat, and the run goes on."""
+    from zolab.db.errors import TransientDatabaseError
+    from zolab.platform import queue as queue_mod
+
+    make_jobs(sqlite_url, 1)
+    q = JobQueue(sqlite_url, lease_s=30, attempts=8)
+    c = q.claim("w")
+    now = [0.0]
+    rep = DbReporter(q, c.job_id, "w", heartbeat_s=1.0, clock=lambda: now[0])
+    real_scope, tries = queue_mod.session_scope, []
+
+    def down(*a, **k):
+        tries.append(1)
+        raise TransientDatabaseError("database unreachable (injected)")
+
+    monkeypatch.setattr(queue_mod, "session_scope", down)
+    monkeypatch.setattr("zolab.db.retry.time.sleep", lambda s: None)
+    rep.metric(1, "train_loss", 0.5)
+    now[0] = 2.0
+    rep.progress(1, 10, 0.5)  # flush attempt during the outage: returns, does not raise
+    assert len(tries) == 2 and rep.flushes == 0 and rep.points == [(1, "train_loss", 0.5)]
+    monkeypatch.setattr(queue_mod, "session_scope", real_scope)
+    now[0] = 4.0
+    rep.progress(2, 10, 0.4)
+    assert rep.flushes == 1
+    with session_scope(sqlite_url) as s:
+        assert [tuple(p)[:2] for p in repo.points_of(s, c.job_id)] == [(1, "train_loss")]

@@ -130,14 +130,14 @@ class JobQueue:
         self.lease_s = lease_s
         self._attempts = attempts
 
-    def _tx(self, fn, what: str, *, immediate: bool = True):
+    def _tx(self, fn, what: str, *, immediate: bool = True, attempts: int | None = None):
         """Run ``fn(session)`` in one transaction, retried on transient errors. SQLite writes take
         the write lock up front (BEGIN IMMEDIATE): a deferred read-then-write would fail on upgrade."""
         def once():
             with session_scope(self.url, immediate=immediate) as s:
                 return fn(s)
 
-        return retry_on_transient(once, attempts=self._attempts, what=what)
+        return retry_on_transient(once, attempts=attempts or self._attempts, what=what)
 
     def _lease_until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_s)
@@ -223,9 +223,12 @@ class JobQueue:
         loss: float | None = None,
         checkpoint: dict[str, Any] | None = None,
         points: Iterable[tuple[int, str, float]] = (),
+        attempts: int | None = None,
     ) -> None:
         """Extend the lease and store progress, loss, checkpoint and buffered curve points.
 
+        ``attempts`` caps the retries (the runner's in-loop flushes use few: a DB outage must not
+        stall training, the keep-alive thread protects the lease meanwhile).
         Raises :class:`LeaseLost` when the job was cancelled or its lease was taken over.
         """
         points = list(points)
@@ -245,7 +248,7 @@ class JobQueue:
                 job.checkpoint = json_safe(checkpoint)
             repo.add_points(s, job_id, points)
 
-        self._tx(tx, "heartbeat")
+        self._tx(tx, "heartbeat", attempts=attempts)
 
     def finish(
         self, job_id: int, worker_id: str, result: Mapping[str, Any], points: Iterable[tuple[int, str, float]] = ()

@@ -144,6 +144,9 @@ class DbReporter:
         self._last = clock()
         self.flushes = 0
         self.lost: str | None = None  # set by the keep-alive thread when the lease is gone
+        # flushes run inside the training loop: during a DB outage give up fast and carry the
+        # points to the next beat instead of stalling the GPU for the full backoff schedule
+        self.flush_attempts = 2
 
     def progress(self, step: int, total: int, loss: float | None = None) -> None:
         self.step, self.total = step, total
@@ -174,7 +177,7 @@ class DbReporter:
         points = self.take_points()
         try:
             self.queue.heartbeat(self.job_id, self.worker_id, step=self.step, total=self.total, loss=self.loss,
-                                 checkpoint=self._ckpt, points=points)
+                                 checkpoint=self._ckpt, points=points, attempts=self.flush_attempts)
         except LeaseLost as exc:
             raise JobCancelled(str(exc)) from exc
         except DatabaseError as exc:  # DB unreachable after retries: keep running, try again next beat
