@@ -102,3 +102,29 @@ def test_learned_estimates_within_2x_of_measured_cpu_step_times():
         cfg, secs, _ = measured[name]
         est = model.estimate(cfg).seconds
         assert secs / 2 <= est <= secs * 2, f"{name}: estimated {est:.4f} s/step, measured {secs:.4f}"
+
+
+def test_model_shape_is_built_one_thread_at_a_time(monkeypatch):
+    """transformers' lazy module breaks when two threads first-use it at once (Streamlit reruns):
+    model_shape must never run two shape builds concurrently."""
+    import threading
+    import time
+
+    from zolab.platform import estimates
+
+    active, peak = [0], [0]
+
+    def slow_build(model):
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        active[0] -= 1
+        return model
+
+    monkeypatch.setattr(estimates, "_model_shape", slow_build)
+    threads = [threading.Thread(target=estimates.model_shape, args=(f"m{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 import statistics
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -81,10 +82,21 @@ def _offline_config(model: str):
                                   ffn_dim=4 * hidden, word_embed_proj_dim=hidden, vocab_size=50272)
 
 
-@functools.lru_cache(maxsize=64)
+#: transformers' lazy module is not safe to first-use from two threads at once (seen in the
+#: Streamlit UI: "module 'transformers' has no attribute 'AutoModelForCausalLM'"), so shapes are
+#: built one at a time; the result is cached, so the lock is only contended on first use.
+_SHAPE_LOCK = threading.Lock()
+
+
 def model_shape(model: str) -> ModelShape:
     """Sizes of ``model`` (tiny test configs, aliases, local dirs, cached hub ids; known sizes by
-    name when offline), counted on the meta device: no memory allocated, no weights read."""
+    name when offline), counted on the meta device: no memory allocated, no weights read. Thread-safe."""
+    with _SHAPE_LOCK:
+        return _model_shape(model)
+
+
+@functools.lru_cache(maxsize=64)
+def _model_shape(model: str) -> ModelShape:
     import torch
     import transformers
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,6 @@ from zolab.ui import data
 #: file types the upload accepts (``.txt``: planner trajectories such as the seed plans)
 UPLOAD_TYPES = ("yaml", "yml", "md", "jsonl", "txt")
 BASELINES_DIR = config.ABLATIONS_DIR / "baselines"
-#: Estimates build models on the meta device through transformers, whose lazy module is not safe
-#: to first-use from two threads at once; Streamlit can run two script threads of one session
-#: during a rerun (and one per browser tab). Every estimate from the UI goes through this lock.
-_ESTIMATE_LOCK = threading.Lock()
 
 
 def check_upload(name: str, size: int) -> None:
@@ -80,11 +75,8 @@ class UploadEstimate:
 
 
 def estimate_upload(prepared: Prepared, device: str = "cpu") -> UploadEstimate:
-    with _ESTIMATE_LOCK:
-        return _estimate_upload(prepared, device)
-
-
-def _estimate_upload(prepared: Prepared, device: str) -> UploadEstimate:
+    """Variants, jobs, GPU hours and peak memory of a plan before it is saved (thread-safe:
+    ``estimates.model_shape`` serialises transformers' first use across Streamlit's script threads)."""
     plan = prepared.plan
     times = StepTimeModel()
     hours, mem, jobs = 0.0, 0, 0
@@ -110,8 +102,7 @@ def expansion(plan_id: int) -> Any:
     """Jobs, estimates and the budget verdict of a stored plan (writes nothing)."""
     from zolab.platform.scheduler import expand
 
-    with _ESTIMATE_LOCK:
-        return expand(data.db_url(), plan_id)
+    return expand(data.db_url(), plan_id)
 
 
 def launch(plan_id: int, *, force: bool = False, workers: int = 1) -> tuple[int, int, int]:
@@ -121,8 +112,7 @@ def launch(plan_id: int, *, force: bool = False, workers: int = 1) -> tuple[int,
     """
     from zolab.platform.scheduler import schedule
 
-    with _ESTIMATE_LOCK:
-        report = schedule(data.db_url(), plan_id, force=force)
+    report = schedule(data.db_url(), plan_id, force=force)
     started = 0
     if report.created and data._active_workers(data.db_url()) == 0:  # fresh read, not the cached one
         started = start_workers(plan_id, workers)
