@@ -106,7 +106,9 @@ def test_sigkilled_worker_job_resumes_on_another_worker(db_url, reference):
 @pytest.mark.slow
 def test_ten_random_kill_points(sqlite_url, reference):
     rng = random.Random(2026)
-    points = sorted(rng.sample(range(2, TINY["steps"], 2), 10))  # 10 distinct checkpoints to die after
+    # 10 distinct checkpoints to die after, all in the first half: a kill aimed at step 38 of 40 could
+    # land after the victim already finished (the tiny run is a few ms a step), testing nothing
+    points = sorted(rng.sample(range(2, TINY["steps"] // 2 + 2, 2), 10))
     survived = [kill_and_resume(sqlite_url, k, reference) for k in points]
     print(f"\nkills survived: {len(survived)}: {survived}")
     assert len(survived) == 10
