@@ -333,9 +333,8 @@ def on_job_finished(url: str | None, job_id: int) -> AdvanceReport | None:
     return advance(url, plan_id, variant_id=variant_id, task=task)
 
 
-def advance(url: str | None, plan_id: int, *, variant_id: int | None = None, task: str | None = None,
-            device: str | None = None) -> AdvanceReport:
-    """Reconcile the studies of a plan (or of one variant x task) with their jobs; see the module doc."""
+def _plan_and_variants(url: str | None, plan_id: int) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    """The stored plan document and its variants' (id, label); TuningError when there is no such plan."""
     def read():
         with session_scope(url) as s:
             parts = jobs_repo.plan_parts(s, plan_id)
@@ -344,7 +343,13 @@ def advance(url: str | None, plan_id: int, *, variant_id: int | None = None, tas
             plan, _ablations, variants = parts
             return dict(plan.plan_json or {}), [(v.id, v.label) for v in variants]
 
-    plan_json, variants = retry_on_transient(read, what="read a plan")
+    return retry_on_transient(read, what="read a plan")
+
+
+def advance(url: str | None, plan_id: int, *, variant_id: int | None = None, task: str | None = None,
+            device: str | None = None) -> AdvanceReport:
+    """Reconcile the studies of a plan (or of one variant x task) with their jobs; see the module doc."""
+    plan_json, variants = _plan_and_variants(url, plan_id)
     s = settings_of(plan_json)
     report = AdvanceReport()
     if s is None:
@@ -501,15 +506,7 @@ def status(url: str | None, plan_id: int) -> list[StudyState]:
     """Where each study of a plan stands (reads only; no ask, no tell)."""
     import optuna
 
-    def read():
-        with session_scope(url) as ses:
-            parts = jobs_repo.plan_parts(ses, plan_id)
-            if parts is None:
-                raise TuningError(f"no plan with id {plan_id}")
-            plan, _a, variants = parts
-            return dict(plan.plan_json or {}), [(v.id, v.label) for v in variants]
-
-    plan_json, variants = retry_on_transient(read, what="read a plan")
+    plan_json, variants = _plan_and_variants(url, plan_id)
     s = settings_of(plan_json)
     if s is None:
         return []
