@@ -104,7 +104,7 @@ def test_upload_list_show_expand(sqlite_url: str):
     assert [v["label"] for v in expanded["variants"]] == [
         "baseline", "zero-shot", "eps=0.3", "n_samples=4", "method=fo-adam", "in_place=false", "peft=none"]
     table = run("expand", "1", "--db", sqlite_url)
-    assert table.exit_code == 0 and "7 variants x 1 tasks x 2 seeds = 14 runs" in table.stdout
+    assert table.exit_code == 0 and "7 variants x 1 tasks x 3 seeds = 21 runs" in table.stdout
     assert run("show", "99", "--db", sqlite_url).exit_code == 1
 
 

@@ -143,17 +143,17 @@ def test_launch_creates_jobs(page, sqlite_url, monkeypatch):
     at.file_uploader(key="plan_file").upload("quickstart.yaml", QUICKSTART.read_bytes()).run()
     at.button(key="save_plan").click().run()
     _no_exceptions(at)
-    assert at.metric[1].value == "14"  # 7 variants (baseline, zero-shot, 5 ablations) x 1 task x 2 seeds
+    assert at.metric[1].value == "21"  # 7 variants (baseline, zero-shot, 5 ablations) x 1 task x 3 seeds
     assert _count(sqlite_url, Job) == 0
     at.button(key="launch").click().run()
     _no_exceptions(at)
     with session_scope(sqlite_url) as s:
         jobs = s.query(Job).all()
-        assert len(jobs) == 14 and {j.status for j in jobs} == {"queued"}
+        assert len(jobs) == 21 and {j.status for j in jobs} == {"queued"}
     assert len(started) == 1  # no worker was running: one started
-    assert any("Enqueued 14 job(s)" in s.value for s in at.success)
+    assert any("Enqueued 21 job(s)" in s.value for s in at.success)
     at.button(key="launch").click().run()  # idempotent
-    assert _count(sqlite_url, Job) == 14
+    assert _count(sqlite_url, Job) == 21
 
 
 # ---------------------------------------------------------------- leaderboard
