@@ -12,11 +12,17 @@ those scores into the training loss:
 When every label word is one token (the common case) one forward of the prompt suffices: the
 next-token distribution at the prompt's last position is read at the label tokens. Otherwise each
 (example, label word) pair is one sequence.
+
+Only the scored positions go through the output projection (:func:`scored_positions_only`): the
+vocabulary head of a small model is a large share of its forward (SmolLM2-135M: 28M of 135M
+weights, 49k-wide logits for every token), and the full ``[rows, T, V]`` logits tensor would
+dominate the activation memory that MeZO's "inference memory" promise is measured against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +45,35 @@ class Batch:
     score_ids: torch.Tensor        # [rows, L] the label tokens (pad where the label is shorter)
     score_mask: torch.Tensor       # [rows, L] 1 where a label token is scored
     num_classes: int
+
+
+@contextlib.contextmanager
+def scored_positions_only(model: nn.Module, positions: torch.Tensor) -> Iterator[dict[str, bool]]:
+    """While active, the model's output head sees only the hidden states at ``positions`` ([rows, L]).
+
+    A forward pre-hook on the head module gathers ``hidden[rows, positions]`` before the vocabulary
+    projection, so ``logits`` come out ``[rows, L, V]`` instead of ``[rows, T, V]``. It works
+    through PEFT wrappers (the head module is shared) and under autograd / ``torch.func.jvp``.
+    Models without a separate head module (``get_output_embeddings()`` is None) keep full logits;
+    the yielded ``{"gathered": bool}`` says which happened.
+    """
+    state = {"gathered": False}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        yield state
+        return
+    rows = torch.arange(positions.shape[0], device=positions.device).unsqueeze(1)
+
+    def gather(_module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        hidden, *rest = args
+        state["gathered"] = True
+        return (hidden[rows, positions], *rest)
+
+    handle = head.register_forward_pre_hook(gather)
+    try:
+        yield state
+    finally:
+        handle.remove()
 
 
 class LabelScorer:
@@ -118,9 +153,12 @@ class LabelScorer:
 
     def scores(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed log-likelihood [B, C], label token counts [C]) of each label word after each prompt."""
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        rows = torch.arange(logits.shape[0], device=logits.device).unsqueeze(1)
-        picked = logits[rows, batch.score_pos].float().log_softmax(-1)        # [rows, L, V]
+        with scored_positions_only(model, batch.score_pos) as hooked:
+            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        if not hooked["gathered"]:                          # no head module to hook: full logits came back
+            rows = torch.arange(logits.shape[0], device=logits.device).unsqueeze(1)
+            logits = logits[rows, batch.score_pos]
+        picked = logits.float().log_softmax(-1)                                # [rows, L, V]
         lengths = torch.tensor([len(t) for t in self.label_tokens], device=logits.device, dtype=torch.float32)
         if self.single_token:
             label_ids = torch.tensor([t[0] for t in self.label_tokens], device=logits.device)
