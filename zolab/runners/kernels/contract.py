@@ -112,6 +112,19 @@ def check_two_terms_equal_two_applies(backend) -> None:
     assert torch.allclose(d[0], 0.75 * backend.z(d[0], 11, 0), rtol=0, atol=1e-6)
 
 
+def check_same_seed_terms_share_one_z(backend) -> None:
+    """Terms with one seed are one draw and one rounding: bit-identical to their summed alpha.
+
+    (MeZO's last pass, restore ``+eps`` plus update ``-lr g``, costs one z, not two.)"""
+    for dtype in DTYPES:
+        a = [_weights(30_000, dtype, 10), _weights(17, dtype, 11)]
+        b = [t.clone() for t in a]
+        backend.apply(a, [(41, 1e-3), (42, 0.5e-3), (41, -3e-4)])
+        backend.apply(b, [(41, 1e-3 - 3e-4), (42, 0.5e-3)])
+        for x, y in zip(a, b):
+            assert torch.equal(x, y), dtype
+
+
 def check_decay(backend) -> None:
     """p <- (1 - d_i) p + a z per parameter; d = 0 leaves the decay out; no terms = pure decay."""
     params = [_weights(5000, torch.float32, 3), _weights(7, torch.float32, 4), _weights(900, torch.float32, 5)]

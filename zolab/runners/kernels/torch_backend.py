@@ -14,6 +14,16 @@ _MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads (seed, index) over t
 _MASK = (1 << 63) - 1
 
 
+def merge_terms(terms: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Terms with the same seed share one z: sum their alphas (one draw, one rounding); drop zeros.
+
+    MeZO's last pass is ``[(s, +eps), (s, -lr g)]``: merged, it costs one z instead of two."""
+    merged: dict[int, float] = {}
+    for seed, alpha in terms:
+        merged[int(seed)] = merged.get(int(seed), 0.0) + float(alpha)
+    return [(s, a) for s, a in merged.items() if a]
+
+
 def mix_seed(seed: int, index: int) -> int:
     """Generator seed for (step seed, parameter index)."""
     return ((seed * _MIX) ^ (index * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB)) & _MASK
@@ -47,9 +57,9 @@ class TorchBackend:
     ) -> None:
         if decay is not None and len(decay) != len(params):  # validate before writing anything
             raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
+        terms = merge_terms(terms)
         for i, p in enumerate(params):
             if decay is not None and decay[i]:
                 p.mul_(1.0 - decay[i])
             for seed, alpha in terms:
-                if alpha:
-                    p.add_(self.z(p, seed, i), alpha=alpha)
+                p.add_(self.z(p, seed, i), alpha=alpha)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import triton.language as tl
 
+from zolab.runners.kernels.torch_backend import merge_terms
 from zolab.runners.kernels.triton_perturb import (
     FAST_MATH,
     N_ROUNDS,
@@ -93,14 +94,6 @@ def _build_tables(tensors: Sequence[torch.Tensor], indices: Sequence[int], posit
     )
 
 
-def _merge(terms: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
-    """Terms with the same seed share one z: sum their alphas (one Philox draw, one rounding); drop zeros."""
-    merged: dict[int, float] = {}
-    for seed, alpha in terms:
-        merged[int(seed)] = merged.get(int(seed), 0.0) + float(alpha)
-    return [(s, a) for s, a in merged.items() if a]
-
-
 def _check(i: int, p: torch.Tensor) -> None:
     if p.dtype not in _TL_DTYPES:
         raise TypeError(f"parameter {i}: dtype {p.dtype} is not supported by the triton kernel (fp32/fp16/bf16)")
@@ -166,7 +159,7 @@ class TritonBackend:
         """For every parameter i: ``p_i <- (1 - decay_i) p_i + sum_k alpha_k z(seed_k, i)`` in place."""
         if decay is not None and len(decay) != len(params):
             raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
-        terms = _merge(terms)
+        terms = merge_terms(terms)
         for tables in self._groups(params):
             dtype = params[tables.positions[0]].dtype
             has_decay = decay is not None and any(decay[i] for i in tables.positions)
