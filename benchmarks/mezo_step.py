@@ -2,9 +2,9 @@
 
 In one run, per size: one forward (the model's default attention, SDPA where transformers allows),
 the reference-style step (:mod:`benchmarks.reference_mezo`), zolab's MeZO optimizer with the torch
-and with the Triton backend (``zolab.runners.optim.build_optimizer``: 3 weight passes per step),
-the 2-pass schedule the Triton kernel allows (restore + update + next step's +eps in one launch,
-driven through the backend directly: the optimizer does not fuse across steps yet), and FO-Adam
+and with the Triton backend (``zolab.runners.optim.build_optimizer``, as a run builds it: lookahead
+on, 2 weight passes per step: -2eps; restore + update + next step's +eps in one launch), the same
+optimizer on Triton without lookahead (3 passes: +eps; -2eps; restore + update), and FO-Adam
 (fp32 master weights, fp16 autocast, as the anchor) where it fits. Peak memory allocated and
 reserved for each. Writes ``mezo_step_<card>.json`` and ``.md`` under ``--out``.
 
@@ -95,59 +95,24 @@ def measure(fn: Callable[[], object], device: str, reps: int, warm: int) -> dict
 
 
 # -- the steps -------------------------------------------------------------------------------
-def zolab_step(kernel: str, model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: str) -> Callable[[], float]:
-    """zolab's MeZO optimizer (torch.optim style) with the given perturbation backend.
+def zolab_step(kernel: str, model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: str,
+               lookahead: bool = True) -> Callable[[], float]:
+    """zolab's MeZO optimizer (torch.optim style) as a long run builds it, with the given backend.
 
-    Falls back to the same 3-pass schedule through the backend if this checkout has no optimizer."""
-    try:
-        from zolab.runners.optim import build_optimizer
-    except ImportError:
-        return three_pass_step(get_backend(kernel, device), [p for p in model.parameters() if p.requires_grad], loss)
-    config = RunConfig(method="mezo", lr=LR, eps=EPS, kernel=kernel, device=device, seed=0)
+    ``lookahead`` True is what ``build_optimizer`` gives a run (2 weight passes a step between
+    settle points; the run here is long enough to have none); False is the 3-pass schedule."""
+    from zolab.runners.optim import build_optimizer
+    from zolab.runners.optim.zo import ZOSGD
+
+    far = 10**9   # no eval / checkpoint / end inside the timed steps: no settle passes
+    config = RunConfig(method="mezo", lr=LR, eps=EPS, kernel=kernel, device=device, seed=0,
+                       steps=far, eval_every=far, checkpoint_every=far)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     opt = build_optimizer(config, named, model=model, device=device)
+    if not lookahead:
+        opt = ZOSGD([p for _, p in named], lr=LR, eps=EPS, seed=0, backend=get_backend(kernel, device))
+    assert isinstance(opt, ZOSGD) and opt.lookahead == lookahead
     return lambda: opt.step(loss)
-
-
-def three_pass_step(backend, params: list[torch.Tensor], loss: Callable[[], torch.Tensor]) -> Callable[[], float]:
-    """+eps; L+; -2eps; L-; restore fused with the update: the optimizer's schedule, without it."""
-    state = {"seed": 1}
-
-    def step() -> float:
-        s = state["seed"]
-        with torch.no_grad():
-            backend.apply(params, [(s, EPS)])
-            lp = loss()
-            backend.apply(params, [(s, -2 * EPS)])
-            lm = loss()
-            g = ((lp - lm) / (2 * EPS)).item()
-            backend.apply(params, [(s, EPS - LR * g)])
-        state["seed"] += 1
-        return g
-
-    return step
-
-
-def fused_two_pass_step(model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: str) -> Callable[[], float]:
-    """The schedule the kernel allows: weights stay at +eps z_s between steps, so a step is
-    L+; (-2 eps z_s); L-; (restore + update + next +eps z_s') -- two launches, two forwards."""
-    backend = get_backend("triton", device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    state = {"seed": 1}
-    backend.apply(params, [(state["seed"], EPS)])
-
-    def step() -> float:
-        s, nxt = state["seed"], state["seed"] + 1
-        with torch.no_grad():
-            lp = loss()
-            backend.apply(params, [(s, -2 * EPS)])
-            lm = loss()
-            g = ((lp - lm) / (2 * EPS)).item()
-            backend.apply(params, [(s, EPS - LR * g), (nxt, EPS)])
-        state["seed"] = nxt
-        return g
-
-    return step
 
 
 def fo_adam_step(name: str, ids: torch.Tensor, device: str) -> tuple[Callable[[], None], torch.nn.Module]:
@@ -195,7 +160,7 @@ def bench_size(name: str, args: argparse.Namespace) -> dict:
     ]
     if triton_usable(device):
         methods += [("zolab_triton", lambda: zolab_step("triton", model, loss, device)),
-                    ("triton_fused_2pass", lambda: fused_two_pass_step(model, loss, device))]
+                    ("zolab_triton_3pass", lambda: zolab_step("triton", model, loss, device, lookahead=False))]
     for key, make in methods:
         row[key] = measure(make(), device, args.reps, args.warm)
     if args.fo and fo_fits(row["params"], device):
@@ -204,7 +169,7 @@ def bench_size(name: str, args: argparse.Namespace) -> dict:
         step, fo_model = fo_adam_step(name, ids, device)
         row["fo_adam"] = measure(step, device, args.reps, args.warm)
         del fo_model, step
-    for key in ("reference", "zolab_torch", "zolab_triton", "triton_fused_2pass", "fo_adam"):
+    for key in ("reference", "zolab_torch", "zolab_triton", "zolab_triton_3pass", "fo_adam"):
         if key in row:
             r = row[key]
             r["over_2fwd"] = r["s"] / two
@@ -235,7 +200,7 @@ def fits(name: str, device: str) -> bool:
 
 # -- report ----------------------------------------------------------------------------------
 COLUMNS = [("reference", "reference"), ("zolab_torch", "zolab torch"), ("zolab_triton", "zolab triton"),
-           ("triton_fused_2pass", "triton 2-pass"), ("fo_adam", "FO-Adam")]
+           ("zolab_triton_3pass", "triton 3-pass"), ("fo_adam", "FO-Adam")]
 
 
 def markdown(report: dict) -> str:

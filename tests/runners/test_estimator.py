@@ -60,9 +60,12 @@ def test_naive_and_in_place_give_the_same_update():
     x, y = torch.randn(40, 16), torch.randn(40, 1)
     results = []
     held = []
-    for in_place in (True, False):
+    # in place without lookahead (the paper's schedule), naive, and in place as a run builds it (lookahead)
+    for in_place, lookahead in ((True, False), (False, False), (True, True)):
         model = copy.deepcopy(base)
-        opt = optimizer_for(model, lr=1e-2, eps=1e-3, in_place=in_place, n_samples=2, weight_decay=0.1)
+        opt = optimizer_for(model, lr=1e-2, eps=1e-3, in_place=in_place, n_samples=2, weight_decay=0.1, steps=3)
+        assert opt.lookahead == in_place
+        opt.lookahead = lookahead         # before the first step: the weights are still settled
 
         def closure(model=model, opt=opt):
             if isinstance(opt.backend, MaterialisedBackend):
@@ -71,10 +74,15 @@ def test_naive_and_in_place_give_the_same_update():
 
         for _ in range(3):
             opt.step(closure)
+        assert opt.settled                # the last step (steps=3) leaves theta itself
         results.append(([p.detach().clone() for p in model.parameters()], list(opt.trajectory)))
-    (w_a, traj_a), (w_b, traj_b) = results
+    (w_a, traj_a), (w_b, traj_b), (w_c, traj_c) = results
     assert traj_a == traj_b
     assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))
+    # lookahead rounds restore + update + next +eps once instead of twice: equal up to fp32 rounding
+    assert [s for s, _ in traj_c] == [s for s, _ in traj_a]
+    assert all(abs(g - h) <= 1e-4 * max(1.0, abs(h)) for (_, g), (_, h) in zip(traj_c, traj_a))
+    assert all(torch.allclose(a, c, rtol=1e-5, atol=1e-6) for a, c in zip(w_a, w_c))
     assert held and max(held) >= 4  # the naive variant really held z for every parameter
 
 

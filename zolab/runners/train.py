@@ -129,13 +129,25 @@ class _Run:
         self.eval_bs = max(32, config.batch_size)
         self.log_every = max(1, config.steps // _MAX_CURVE_POINTS)
 
+    def settle(self) -> None:
+        """Weights = theta before anyone reads them (a no-op when the optimizer's settle points
+        match this loop's eval/checkpoint steps, as :func:`settle_points` makes them)."""
+        if isinstance(self.opt, ZOOptimizer):
+            self.opt.settle()
+
+    def evaluate_test(self) -> tuple[float, float]:
+        self.settle()
+        return evaluate(self.model, self.scorer, self.splits.test, self.eval_bs)
+
     def eval_dev(self, step: int) -> float:
+        self.settle()
         acc, _ = evaluate(self.model, self.scorer, self.splits.dev, self.eval_bs)
         self.meter.dev_curve.append((step, acc))
         self.reporter.metric(step, "dev_accuracy", acc)
         return acc
 
     def checkpoint(self, step: int) -> Checkpoint:
+        self.settle()
         if isinstance(self.opt, ZOOptimizer):
             return ckpts.zo_checkpoint(self.opt, self.base)
         return ckpts.fo_checkpoint(self.opt, self.named, step, self.base, self.config)
@@ -205,12 +217,12 @@ def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Re
         start = r.restore(resume)
     else:
         zero_dev = r.eval_dev(0)
-        zero_acc, zero_f1 = evaluate(r.model, r.scorer, r.splits.test, r.eval_bs)
+        zero_acc, zero_f1 = r.evaluate_test()
     final_loss = r.train(start)
     if config.steps == 0 and zero_acc is not None:
         acc, f1 = zero_acc, zero_f1  # zero-shot reference: the weights did not move, evaluate once
     else:
-        acc, f1 = evaluate(r.model, r.scorer, r.splits.test, r.eval_bs)
+        acc, f1 = r.evaluate_test()
     alloc, reserved = gpu_peaks(r.device)
     return Result(
         accuracy=acc, f1=f1, steps=config.steps, forward_passes=r.meter.forward_passes,

@@ -28,10 +28,22 @@ def _zo(cls: type[ZOOptimizer], knobs: Callable[[RunConfig], dict[str, Any]] = l
     """Builder for a ZO class: the shared knobs plus the method's own (``knobs(config)``)."""
 
     def build(groups: list[dict], config: RunConfig, backend: PerturbationBackend, **_: Any) -> ZOOptimizer:
+        ahead = cls.supports_lookahead and config.in_place
         return cls(groups, lr=config.lr, eps=config.eps, n_samples=config.n_samples, seed=config.seed,
-                   backend=backend, in_place=config.in_place, **knobs(config))
+                   backend=backend, in_place=config.in_place, lookahead=ahead,
+                   settle_after=settle_points(config) if ahead else None, **knobs(config))
 
     return build
+
+
+def settle_points(config: RunConfig) -> Callable[[int], bool]:
+    """Steps after which the trainer reads the weights (dev eval, checkpoint, the end): a lookahead
+    optimizer leaves them unperturbed there (see :meth:`ZOOptimizer.ahead_terms`)."""
+
+    def settle_after(step: int) -> bool:
+        return step % config.eval_every == 0 or step % config.checkpoint_every == 0 or step >= config.steps
+
+    return settle_after
 
 
 def _forward_grad(groups: list[dict], config: RunConfig, backend: PerturbationBackend, *,
@@ -114,5 +126,6 @@ __all__ = [
     "build_optimizer",
     "no_decay",
     "param_groups",
+    "settle_points",
     "stream_seed",
 ]

@@ -121,9 +121,13 @@ class ZOOptimizer(torch.optim.Optimizer):
     forwards_per_step: int = 2
     needs_grad = False
 
+    #: whether this method can leave the weights at ``theta + eps z`` of the next step (``lookahead``)
+    supports_lookahead = False
+
     def __init__(self, params: Iterable[Any], *, lr: float, eps: float = 1e-3, weight_decay: float = 0.0,
                  n_samples: int = 1, seed: int = 0, backend: PerturbationBackend | None = None,
-                 in_place: bool = True, **extra: Any) -> None:
+                 in_place: bool = True, lookahead: bool = False,
+                 settle_after: Callable[[int], bool] | None = None, **extra: Any) -> None:
         if not lr > 0:
             raise ValueError(f"invalid learning rate: {lr}")
         if not eps > 0:
@@ -143,6 +147,12 @@ class ZOOptimizer(torch.optim.Optimizer):
         self.in_place = in_place
         self.step_count = 0
         self.trajectory: list[tuple[int, float]] = []
+        if lookahead and not (self.supports_lookahead and in_place):
+            raise ValueError(f"{type(self).__name__} cannot fuse across steps (lookahead) "
+                             f"{'with in_place=False' if self.supports_lookahead else ''}".rstrip())
+        self.lookahead = lookahead
+        self.settle_after = settle_after or (lambda step: False)
+        self._ahead: int | None = None   # seed whose +eps z is already on the weights (lookahead)
 
     # -- parameters --------------------------------------------------------------------------
     @property
@@ -209,8 +219,14 @@ class ZOOptimizer(torch.optim.Optimizer):
         grads: list[float] = []
         losses: list[float] = []
         pending: list[tuple[int, float]] = []
-        for s in seeds:
-            self.perturb(pending + [(s, eps)])
+        for k, s in enumerate(seeds):
+            if k == 0 and self._ahead is not None:
+                if self._ahead != s:
+                    raise RuntimeError(f"step {self.step_count}: weights carry +eps z of seed {self._ahead}, "
+                                       f"the step's first seed is {s}")
+                self._ahead = None                     # already at theta + eps z_s: no pass
+            else:
+                self.perturb(pending + [(s, eps)])
             lp = oracle.loss()
             self.perturb([(s, -2.0 * eps)])
             lm = oracle.loss()
@@ -221,6 +237,40 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     def _update(self, seeds: Sequence[int], grads: Sequence[float], pending: list[tuple[int, float]]) -> None:
         raise NotImplementedError
+
+    # -- cross-step fusion (lookahead) -------------------------------------------------------
+    def ahead_terms(self) -> list[tuple[int, float]]:
+        """``[(next step's first seed, +eps)]`` to fuse into this step's last pass, or ``[]``.
+
+        With ``lookahead`` the weights are left at ``theta_{t+1} + eps z_{t+1}`` between steps, so a
+        step costs two weight passes (``-2 eps z``; restore + update + next ``+eps``) instead of
+        three. Not after a step where ``settle_after(step)`` is true (the caller reads the weights
+        there: evaluation, checkpoint, the end): live runs and replays decide alike, so a resumed
+        run stays bit-identical.
+        """
+        done = self.step_count + 1
+        if not self.lookahead or self.settle_after(done):
+            return []
+        return [(self.seeds_for(done)[0], self.eps)]
+
+    def note_ahead(self, terms: Sequence[tuple[int, float]]) -> None:
+        self._ahead = int(terms[0][0]) if terms else None
+
+    @property
+    def settled(self) -> bool:
+        """True when the weights are theta itself (no next-step perturbation on them)."""
+        return self._ahead is None
+
+    @torch.no_grad()
+    def settle(self) -> bool:
+        """Take a lookahead perturbation off the weights (True if there was one). Callers that read
+        the weights at a step ``settle_after`` did not announce use this; a replay will not repeat
+        it, so such a run is exact but no longer bit-identical on resume."""
+        if self._ahead is None:
+            return False
+        self.perturb([(self._ahead, -self.eps)])
+        self._ahead = None
+        return True
 
     def directional(self, seeds: Sequence[int], grads: Sequence[float]):
         """Yields (index, param, group, ghat) with ``ghat = (1/q) sum_k g_k z_k`` materialised for one param."""
@@ -237,6 +287,9 @@ class ZOOptimizer(torch.optim.Optimizer):
     # -- checkpoints -------------------------------------------------------------------------
     def zo_state(self) -> dict[str, Any]:
         """Small state that a trajectory replay cannot rebuild (overridden by one-point RF)."""
+        if not self.settled:
+            raise RuntimeError(f"checkpoint at step {self.step_count} while the weights carry the next step's "
+                               "perturbation: settle_after must include checkpoint steps")
         return {"step": self.step_count}
 
     def load_zo_state(self, state: dict[str, Any]) -> None:

@@ -26,17 +26,24 @@ class ZOSGD(ZOOptimizer):
     next probe's perturbation and, for the last probe, with the update itself:
     ``p += (eps - lr g / q) z`` in one pass (two passes when weight decay is on, which must act
     on the restored theta). 2q forwards, no extra memory beyond one z-sized temporary per tensor.
+
+    With ``lookahead`` that last pass also adds the next step's ``+eps z'``, so the next step
+    starts at its first forward: two weight passes a step (q = 1, no decay) instead of three.
     """
+
+    supports_lookahead = True
 
     def _update(self, seeds: Sequence[int], grads: Sequence[float], pending: list[tuple[int, float]]) -> None:
         q = len(seeds)
         update = [(s, -self.lr * g / q) for s, g in zip(seeds, grads)]
+        ahead = self.ahead_terms()       # next step's +eps z, fused into this pass (lookahead)
         decay = self.decays()
         if decay is None:
-            self.perturb(pending + update)
-        else:
+            self.perturb(pending + update + ahead)
+        else:                            # decay acts on the restored theta, before the terms are added
             self.perturb(pending)
-            self.perturb(update, decay)
+            self.perturb(update + ahead, decay)
+        self.note_ahead(ahead)
 
 
 class ZOMomentum(ZOOptimizer):
