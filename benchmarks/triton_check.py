@@ -192,9 +192,9 @@ def markdown(report: dict) -> str:
     la = report.get("lookahead")
     if la:
         lines += ["", "## MeZO with lookahead (2 passes a step) vs 3 passes, fp16", "",
-                  f"- after {la['steps']} steps, ||difference of the total updates|| / ||update||: lookahead vs "
+                  (f"- after {la['steps']} steps, ||difference of the total updates|| / ||update||: lookahead vs "
                   f"3-pass {la['lookahead_vs_3pass_rel']:.3g}; fp16 vs fp32 (3-pass) {la['fp16_vs_fp32_rel']:.3g}; "
-                  f"ok (first <= 1.5 x second): {la['ok']}"]
+                  f"ok (first <= 1.5 x second): {la['ok']}")]
     return "\n".join(lines) + "\n"
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.runners.problems import Regression
 from zolab.runners.config import RunConfig
 from zolab.runners.kernels import TorchBackend
-from zolab.runners.optim import ZOAdam, ZOSGD, build_optimizer, settle_points
+from zolab.runners.optim import ZOSGD, ZOAdam, build_optimizer, settle_points
 from zolab.runners.train import run
-from tests.runners.problems import Regression
 
 
 class CountingBackend(TorchBackend):
@@ -138,8 +138,8 @@ def test_build_optimizer_enables_lookahead_for_in_place_mezo_with_the_trainers_s
 
 def test_trainer_reads_settled_weights():
     """dev accuracy at every eval step equals a plain (non-lookahead) run's, up to rounding of the weights."""
-    small = dict(model="tiny-llama-h16-l1", task="synthetic-sentiment", train_size=64, dev_size=40, test_size=40,
-                 batch_size=8, eps=1e-2, lr=1e-2, device="cpu", steps=12, eval_every=4, checkpoint_every=100)
+    small = {"model": "tiny-llama-h16-l1", "task": "synthetic-sentiment", "train_size": 64, "dev_size": 40, "test_size": 40,
+                 "batch_size": 8, "eps": 1e-2, "lr": 1e-2, "device": "cpu", "steps": 12, "eval_every": 4, "checkpoint_every": 100}
     ahead = run(RunConfig(method="mezo", **small))
     plain = run(RunConfig(method="mezo", in_place=False, **small))   # naive ZO: no lookahead, same z
     assert [s for s, _ in ahead.extra["dev_curve"]] == [0, 4, 8, 12]
