@@ -31,7 +31,7 @@ def test_upgrade_downgrade_upgrade(empty_db_url):
     assert migrate.current(empty_db_url) is None
     assert _tables(empty_db_url) == set()
 
-    assert migrate.upgrade(empty_db_url) == migrate.head() == "0001"
+    assert migrate.upgrade(empty_db_url) == migrate.head() == "0002"
     assert _tables(empty_db_url) == MODEL_TABLES
 
     assert migrate.downgrade(empty_db_url, "base") is None
@@ -76,7 +76,7 @@ def test_schema_newer_than_code_is_refused_and_nothing_written(db_url):
     with pytest.raises(SchemaTooNewError) as err:
         get_engine(db_url)
     assert str(err.value) == (
-        "database schema 9999_future is newer than this zolab (knows up to 0001): upgrade zolab"
+        "database schema 9999_future is newer than this zolab (knows up to 0002): upgrade zolab"
     )
     with pytest.raises(SchemaTooNewError), session_scope(db_url) as s:
         s.add(_plan(2))  # never reached
@@ -139,3 +139,28 @@ def test_concurrent_first_use_migrates_once_processes(empty_db_url):
         assert p.returncode == 0, err
         assert out.strip() == migrate.head()
     assert _tables(empty_db_url) == MODEL_TABLES
+
+
+def test_0002_removes_duplicate_curve_points_and_makes_them_unique(db_url):
+    """Points stored twice under 0001 (a retried heartbeat) are deduplicated, keeping the first row."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy import insert
+
+    from tests.platform._factories import make_jobs
+    from zolab.db.models import MetricPoint
+
+    _, (job_id,) = make_jobs(db_url, 1)
+    migrate.downgrade(db_url, "0001")
+    rows = [(1, "train_loss", 0.7), (1, "train_loss", 0.7), (2, "train_loss", 0.6), (1, "train_loss", 0.9),
+            (1, "dev_accuracy", 0.5)]
+    with raw_engine(db_url).begin() as conn:
+        for step, name, value in rows:
+            conn.execute(insert(MetricPoint.__table__).values(job_id=job_id, step=step, name=name, value=value))
+    assert migrate.upgrade(db_url) == migrate.head()
+    points = table("metric_points", column("id"), column("job_id"), column("step"), column("name"), column("value"))
+    with raw_engine(db_url).connect() as conn:
+        left = conn.execute(select(points.c.step, points.c.name, points.c.value).order_by(points.c.id)).all()
+    assert [tuple(r) for r in left] == [(1, "train_loss", 0.7), (2, "train_loss", 0.6), (1, "dev_accuracy", 0.5)]
+    with pytest.raises(sa_exc.IntegrityError), raw_engine(db_url).begin() as conn:
+        conn.execute(insert(MetricPoint.__table__).values(job_id=job_id, step=2, name="train_loss", value=0.1))
+    assert migrate.check_models_match(db_url) == []

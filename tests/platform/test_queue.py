@@ -197,3 +197,22 @@ def test_worker_rows_register_and_stop(db_url):
         (w,) = repo.list_workers(s)
         assert w.id == "h:1:x" and w.stopped_at is not None
         assert repo.list_workers(s, active_only=True) == []
+
+
+def test_a_retried_heartbeat_does_not_duplicate_curve_points(db_url):
+    """A heartbeat whose commit succeeded but whose reply was lost is sent again with the same points."""
+    make_jobs(db_url, 1)
+    q = JobQueue(db_url, lease_s=30)
+    c = q.claim("w1")
+    points = [(1, "train_loss", 0.7), (2, "train_loss", 0.6), (2, "dev_accuracy", 0.55)]
+    for _ in range(2):
+        q.heartbeat(c.job_id, "w1", step=2, total=10, loss=0.6, points=points)
+    q.finish(c.job_id, "w1", RESULT, [(2, "train_loss", 0.61), (10, "train_loss", 0.3), (10, "train_loss", 0.29)])
+    with session_scope(db_url) as s:
+        assert sorted(repo.points_of(s, c.job_id)) == [
+            (1, "train_loss", 0.7), (2, "dev_accuracy", 0.55), (2, "train_loss", 0.61), (10, "train_loss", 0.29)]
+        assert repo.add_points(s, c.job_id, []) == 0
+        # more points than one statement takes (SQLite's bound-variable limit): all stored, once
+        assert repo.add_points(s, c.job_id, [(k, "long", float(k)) for k in range(2500)] * 2) == 2500
+    with session_scope(db_url) as s:
+        assert len(repo.points_of(s, c.job_id, "long")) == 2500

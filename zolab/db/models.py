@@ -217,7 +217,8 @@ class MetricPoint(Base):
     """A point of a curve (train loss, dev accuracy, ...) of one job."""
 
     __tablename__ = "metric_points"
-    __table_args__ = (Index("ix_metric_points_job_name_step", "job_id", "name", "step"),)
+    # unique: a heartbeat retried after a lost reply must not store its points twice (add_points upserts)
+    __table_args__ = (Index("ix_metric_points_job_name_step", "job_id", "name", "step", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))

@@ -154,9 +154,34 @@ def add_result(session: Session, job: Job, values: dict[str, Any]) -> Result:
 
 
 def add_points(session: Session, job_id: int, points: Iterable[tuple[int, str, float]]) -> int:
-    rows = [MetricPoint(job_id=job_id, step=int(s), name=str(n), value=float(v)) for s, n, v in points]
-    session.add_all(rows)
+    """Store curve points; a point already stored for (job, name, step) takes the new value.
+
+    Idempotent, so a heartbeat retried after a lost reply cannot duplicate points (the unique
+    index ``ix_metric_points_job_name_step`` backs it); within one call the last value wins."""
+    latest: dict[tuple[str, int], float] = {}
+    for s, n, v in points:
+        latest[(str(n), int(s))] = float(v)
+    if not latest:
+        return 0
+    rows = [{"job_id": job_id, "name": n, "step": s, "value": v} for (n, s), v in latest.items()]
+    insert = _upsert_insert(session)
+    for start in range(0, len(rows), _POINTS_PER_STATEMENT):
+        stmt = insert(MetricPoint).values(rows[start:start + _POINTS_PER_STATEMENT])
+        session.execute(stmt.on_conflict_do_update(index_elements=["job_id", "name", "step"],
+                                                   set_={"value": stmt.excluded.value}))
     return len(rows)
+
+
+_POINTS_PER_STATEMENT = 1000   # 4 bound values a row: well under SQLite's 32766-variable limit
+
+
+def _upsert_insert(session: Session) -> Any:
+    """The dialect's INSERT with ON CONFLICT (SQLite and PostgreSQL share the API)."""
+    if dialect_name(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def delete_points_after(session: Session, job_id: int, step: int) -> None:
