@@ -11,9 +11,12 @@ The verdicts are measured, never tuned: each rule is fixed below (``_verdicts``)
 did not reproduce is reported as such, with the numbers.
 
 Modes:
-  (default)        the plans as written, on the GPU (about 15 minutes on one H100).
+  (default)        the plans as written, on the GPU (about 15 minutes on one H100);
+                   ``--tasks``/``--seeds`` run them on fewer tasks or seeds.
   --stage export / --stage report   the air-gapped way: export here, run the folders with
-                   `zolab run-one` on the GPU box, copy results.jsonl back, report here.
+                   `python -m zolab.runners.batch` (or `zolab run-one`) on the GPU box, copy the
+                   results back, report here (``--results FILE``). ``benchmarks/run_gpu_fidelity.sh``
+                   scripts this for the device tool (model wheel carried in two chunks).
   --cpu-small      a shortened CPU run in minutes: tiny random-init model (``--model`` to choose,
                    e.g. ``smollm2-135m`` for the real one, much slower), few steps, small splits,
                    one task. It checks the path end to end; its trend verdicts are not evidence.
@@ -69,24 +72,11 @@ def shrink(plan: dict[str, Any], model: str | None, tasks: list[str] | None, see
 
 
 def run_folder_direct(folder: Path, out: Path) -> None:
-    """Run every job file of ``folder`` in this process (what ``zolab run-one`` does), one line each."""
-    from zolab.runners.jobfile import job_files, read_job, result_line
-    from zolab.runners.reporter import MemoryReporter
-    from zolab.runners.train import run
+    """Run every job file of ``folder`` in this process (``python -m zolab.runners.batch``'s loop)."""
+    from zolab.runners.batch import run_paths
+    from zolab.runners.jobfile import job_files
 
-    with out.open("a") as fh:
-        for path in job_files(folder):
-            job = read_job(path)
-            rep = MemoryReporter()
-            try:
-                result = run(job.config, rep)
-                line = result_line(job, result, rep.metrics)
-            except Exception as exc:  # noqa: BLE001 - a failed job is a result line, the rest go on
-                line = result_line(job, None, error=f"{type(exc).__name__}: {exc}")
-            fh.write(json.dumps(line) + "\n")
-            fh.flush()
-            print(f"  job {job.job_id} {job.meta.get('variant')} {job.meta.get('task')} s{job.meta.get('seed')}: "
-                  f"{line['status']}", flush=True)
+    run_paths(job_files(folder), out, say=lambda m: print("  " + m, flush=True))
 
 
 def run_folder_cli(folder: Path, out: Path) -> None:
@@ -128,18 +118,19 @@ def run_stage(state: list[dict[str, Any]], runner: str) -> None:
         (run_folder_cli if runner == "cli" else run_folder_direct)(folder, out)
 
 
-def import_stage(state: list[dict[str, Any]], url: str) -> list[dict[str, Any]]:
-    """Import each folder's ``results.jsonl`` (twice: idempotence is checked) and return one record per job."""
+def import_stage(state: list[dict[str, Any]], url: str, results: Path | None = None) -> list[dict[str, Any]]:
+    """Import each folder's ``results.jsonl`` (or one ``results`` file holding every folder's lines:
+    job ids are unique across plans) twice, checking idempotence; one record per job."""
     from zolab.platform.transfer import import_results
     from zolab.runners.jobfile import job_files, read_job
 
     records = []
     for plan in state:
         folder = Path(plan["folder"])
-        out = folder / "results.jsonl"
-        first = import_results(url, out)
+        out = results or folder / "results.jsonl"
+        import_results(url, out)
         again = import_results(url, out)
-        assert not again.imported and len(again.already) == len(first.imported), "import is not idempotent"
+        assert not again.imported, "import is not idempotent"
         lines = {rec["job_id"]: rec for rec in map(json.loads, out.read_text().splitlines()) if rec}
         for path in job_files(folder):
             job = read_job(path)
@@ -436,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(for an air-gapped GPU box); report: import the folders' results.jsonl and report")
     ap.add_argument("--with-assets", action="store_true", help="export: copy the cached model/data into each folder")
     ap.add_argument("--device-name", default=None, help="report: the GPU's name when the runs happened elsewhere")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="report: one results file for every folder (default: each folder's results.jsonl)")
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the report goes")
     ap.add_argument("--stem", default=None, help="report file name stem (default fidelity-gpu / fidelity-cpu-small)")
     args = ap.parse_args(argv)
@@ -453,6 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     plan_files = PLANS
     tasks = args.tasks.split(",") if args.tasks else None
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    if not args.cpu_small and (tasks or seeds):   # the plans as written, on fewer tasks / seeds
+        plan_files = []
+        for p in PLANS:
+            plan = yaml.safe_load(p.read_text())
+            plan.update({k: v for k, v in (("tasks", tasks), ("seeds", seeds)) if v})
+            path = work / p.name
+            path.write_text(yaml.safe_dump(plan, sort_keys=False))
+            plan_files.append(path)
     if args.cpu_small:
         model = args.model or "tiny-llama"
         tasks = tasks or ["drugreview"]
@@ -467,15 +468,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "export"):
         state = export_stage(plan_files, work, url, with_assets=args.with_assets)
         if args.stage == "export":
-            print(f"next, on the GPU box, for each folder: zolab run-one --config FOLDER --out FOLDER/results.jsonl\n"
-                  f"then: python benchmarks/fidelity.py --stage report --work {work}"
-                  + (" --cpu-small" if args.cpu_small else ""))
+            print(f"next, on the GPU box: python -m zolab.runners.batch {work}/export-* --out results.jsonl --procs 6\n"
+                  f"then here: python benchmarks/fidelity.py --stage report --work {work} --results results.jsonl"
+                  + (" --cpu-small" if args.cpu_small else "")
+                  + "\n(benchmarks/run_gpu_fidelity.sh does all of it through the device tool)")
             return 0
         run_stage(state, runner)
     else:
         saved = json.loads((work / "state.json").read_text())
         state, url = saved["plans"], saved["url"]
-    records = import_stage(state, url)
+    records = import_stage(state, url, args.results)
     wall = time.perf_counter() - start
     for rec in records:
         rec.setdefault("skipped_ablations", [])

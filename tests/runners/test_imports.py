@@ -39,6 +39,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import zolab.runners, zolab.runners.train, zolab.runners.optim, zolab.runners.models
 import zolab.runners.tasks, zolab.runners.metrics, zolab.runners.objectives, zolab.runners.checkpoint
+import zolab.runners.batch, zolab.runners.jobfile
 from zolab.runners.tasks import task_names
 assert "synthetic-sentiment" in task_names()
 from zolab.runners.config import RunConfig
