@@ -17,6 +17,14 @@ _MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads (seed, index) over t
 _MASK = (1 << 63) - 1
 
 
+def checked_terms(params: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]],
+                  decay: Sequence[float] | None) -> list[tuple[int, float]]:
+    """An ``apply`` call's terms, merged, after checking its decay list (before anything is written)."""
+    if decay is not None and len(decay) != len(params):
+        raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
+    return merge_terms(terms)
+
+
 def merge_terms(terms: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     """Terms with the same seed share one z: sum their alphas (one draw, one rounding); drop zeros.
 
@@ -72,9 +80,7 @@ class TorchBackend:
         terms: Sequence[tuple[int, float]],
         decay: Sequence[float] | None = None,
     ) -> None:
-        if decay is not None and len(decay) != len(params):  # validate before writing anything
-            raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
-        terms = merge_terms(terms)
+        terms = checked_terms(params, terms, decay)
 
         @torch.no_grad()
         def one(i: int) -> None:

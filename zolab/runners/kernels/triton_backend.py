@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import triton.language as tl
 
-from zolab.runners.kernels.torch_backend import merge_terms
+from zolab.runners.kernels.torch_backend import checked_terms
 from zolab.runners.kernels.triton_perturb import (
     FAST_MATH,
     N_ROUNDS,
@@ -157,9 +157,7 @@ class TritonBackend:
         decay: Sequence[float] | None = None,
     ) -> None:
         """For every parameter i: ``p_i <- (1 - decay_i) p_i + sum_k alpha_k z(seed_k, i)`` in place."""
-        if decay is not None and len(decay) != len(params):
-            raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
-        terms = merge_terms(terms)
+        terms = checked_terms(params, terms, decay)
         for tables in self._groups(params):
             dtype = params[tables.positions[0]].dtype
             has_decay = decay is not None and any(decay[i] for i in tables.positions)
