@@ -57,3 +57,23 @@ def test_quickstart_through_ray_writes_one_result_per_job(sqlite_url):
     with session_scope(sqlite_url) as s:
         assert repo.count_results(s, 1) == n_jobs == 21
         assert all(j.status == "succeeded" and j.attempts == 1 for j in repo.jobs_of_plan(s, 1))
+
+
+@pytest.mark.slow
+def test_ray_executor_shows_live_progress_from_the_queue(sqlite_url):
+    """Ray tasks drain the queue while the driver shows the same live display as the local executor."""
+    import io
+
+    from rich.console import Console
+
+    from zolab.platform.executors.ray import run_ray
+
+    plan_id, _ = make_jobs(sqlite_url, 6, {"steps": 2, "task_options": {"sleep": 0.3}})
+    ticks = []
+    out = io.StringIO()
+    final = run_ray(sqlite_url, 2, plan_id=plan_id, runner="tests.platform._runners:instant", show_progress=True,
+                    poll_s=0.2, console=Console(file=out, force_terminal=False, width=120), on_tick=ticks.append)
+    assert final.counts == {"succeeded": 6}
+    assert ticks[-1].counts == {"succeeded": 6}
+    assert any(t.counts.get("running", 0) + t.counts.get("queued", 0) > 0 for t in ticks[:-1])   # watched live
+    assert "6/6 jobs" in out.getvalue() and "done 6" in out.getvalue()

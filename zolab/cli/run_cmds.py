@@ -183,7 +183,7 @@ def _execute(url: str, plan_id: int, executor: str, workers: int, lease_s: float
     if executor == "ray":
         from zolab.platform.executors.ray import run_ray
 
-        run_ray(url, workers, plan_id=plan_id, lease_s=lease_s)
+        run_ray(url, workers, plan_id=plan_id, lease_s=lease_s, show_progress=progress, console=console)
     else:
         from zolab.platform.executors.local import run_local
 

@@ -111,6 +111,50 @@ def _render(p: Progress, started: float):
     return table
 
 
+def watch(
+    url: str | None,
+    plan_id: int | None,
+    alive: Callable[[], int],
+    *,
+    show_progress: bool = True,
+    poll_s: float = 0.5,
+    console=None,
+    on_tick: Callable[[Progress], None] | None = None,
+    on_interrupt: Callable[[], None] | None = None,
+) -> None:
+    """Show the plan's progress from the database until ``alive()`` (running workers) reaches 0.
+
+    Shared by the executors: whatever runs the workers (processes, Ray tasks), the display reads
+    the queue. Ctrl-C / SIGTERM calls ``on_interrupt`` (stop the workers) and re-raises.
+    """
+    started = time.monotonic()
+    live = None
+    if show_progress:
+        from rich.console import Console
+        from rich.live import Live
+
+        live = Live(console=console or Console(), refresh_per_second=4, transient=False)
+        live.start()
+    try:
+        while True:
+            running = alive()
+            prog = snapshot(url, plan_id, max(1, running))
+            if live is not None:
+                live.update(_render(prog, started))
+            if on_tick is not None:
+                on_tick(prog)
+            if not running:
+                break
+            time.sleep(poll_s)
+    except BaseException:
+        if on_interrupt is not None:
+            on_interrupt()
+        raise
+    finally:
+        if live is not None:
+            live.stop()
+
+
 def run_local(
     url: str | None,
     workers: int = 2,
@@ -137,26 +181,8 @@ def run_local(
                          env=worker_env(i, gpus))
         for i in range(workers)
     ]
-    started = time.monotonic()
-    live = None
-    if show_progress:
-        from rich.console import Console
-        from rich.live import Live
 
-        live = Live(console=console or Console(), refresh_per_second=4, transient=False)
-        live.start()
-    try:
-        while True:
-            alive = sum(p.poll() is None for p in procs)
-            prog = snapshot(url, plan_id, max(1, alive))
-            if live is not None:
-                live.update(_render(prog, started))
-            if on_tick is not None:
-                on_tick(prog)
-            if not alive:
-                break
-            time.sleep(poll_s)
-    except BaseException:
+    def stop_workers() -> None:
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -165,14 +191,13 @@ def run_local(
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        raise
-    finally:
-        if live is not None:
-            live.stop()
+
+    watch(url, plan_id, lambda: sum(p.poll() is None for p in procs), show_progress=show_progress,
+          poll_s=poll_s, console=console, on_tick=on_tick, on_interrupt=stop_workers)
     bad = [p.returncode for p in procs if p.returncode not in (0, None)]
     if bad:
         raise RuntimeError(f"{len(bad)} worker process(es) exited with an error (codes {bad})")
     return snapshot(url, plan_id, workers)
 
 
-__all__ = ["Progress", "gpu_count", "run_local", "snapshot", "worker_command", "worker_env"]
+__all__ = ["Progress", "gpu_count", "run_local", "snapshot", "watch", "worker_command", "worker_env"]

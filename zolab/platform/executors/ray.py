@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from zolab.db.repo import jobs as repo
 from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
-from zolab.platform.executors.local import Progress, snapshot
+from zolab.platform.executors.local import Progress, snapshot, watch
 from zolab.platform.queue import JobQueue
 from zolab.platform.worker import RUNNER_ENV
 
@@ -58,9 +59,15 @@ def run_ray(
     lease_s: float | None = None,
     address: str | None = None,
     gpu_memory_bytes: int | None = None,
+    show_progress: bool = False,
+    poll_s: float = 0.5,
+    console=None,
+    on_tick: Callable[[Progress], None] | None = None,
 ) -> Progress:
     """Drain the queue with ``workers`` Ray tasks; starts a local Ray instance unless one is running
-    (or ``address`` names a cluster), and shuts down only what it started."""
+    (or ``address`` names a cluster), and shuts down only what it started. While the tasks run, the
+    same live progress as the local executor (read from the database) is shown; Ctrl-C cancels the
+    tasks (each worker gives its job back with its checkpoint)."""
     import ray
 
     JobQueue(url).requeue_expired()
@@ -83,11 +90,21 @@ def run_ray(
             est = retry_on_transient(read, what="read memory estimates")
             options["num_gpus"] = gpu_fraction(est, gpu_memory_bytes or _gpu_memory())
         task = ray.remote(_run_worker).options(**options)
-        stats = ray.get([task.remote(url, plan_id, runner, lease_s) for _ in range(workers)])
+        refs = [task.remote(url, plan_id, runner, lease_s) for _ in range(workers)]
+
+        def alive() -> int:
+            return len(ray.wait(refs, num_returns=len(refs), timeout=0)[1])
+
+        def cancel() -> None:
+            for ref in refs:
+                ray.cancel(ref)
+
+        watch(url, plan_id, alive, show_progress=show_progress, poll_s=poll_s, console=console,
+              on_tick=on_tick, on_interrupt=cancel)
+        ray.get(refs)  # a task that raised raises here; per-worker counts: the database holds the truth
     finally:
         if started:
             ray.shutdown()
-    del stats  # per-worker counts; the database holds the truth
     return snapshot(url, plan_id, workers)
 
 
