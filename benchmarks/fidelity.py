@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,16 @@ def shrink(plan: dict[str, Any], model: str | None, tasks: list[str] | None, see
     plan["name"] += "-cpu-small"
     plan.pop("budget", None)
     return plan
+
+
+def rewrite_plans(work: Path, edit: Callable[[dict[str, Any]], dict[str, Any]]) -> list[Path]:
+    """Each seed plan, edited, written into ``work`` under its own name (the files to upload)."""
+    paths = []
+    for plan_file in PLANS:
+        path = work / plan_file.name
+        path.write_text(yaml.safe_dump(edit(yaml.safe_load(plan_file.read_text())), sort_keys=False))
+        paths.append(path)
+    return paths
 
 
 def run_folder_direct(folder: Path, out: Path) -> None:
@@ -446,24 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     plan_files = PLANS
     tasks = args.tasks.split(",") if args.tasks else None
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    if not args.cpu_small and (tasks or seeds):   # the plans as written, on fewer tasks / seeds
-        plan_files = []
-        for p in PLANS:
-            plan = yaml.safe_load(p.read_text())
-            plan.update({k: v for k, v in (("tasks", tasks), ("seeds", seeds)) if v})
-            path = work / p.name
-            path.write_text(yaml.safe_dump(plan, sort_keys=False))
-            plan_files.append(path)
     if args.cpu_small:
         model = args.model or "tiny-llama"
         tasks = tasks or ["drugreview"]
         seeds = seeds or [13, 42]
-        plan_files = []
-        for p in PLANS:
-            small = shrink(yaml.safe_load(p.read_text()), model, tasks, seeds)
-            path = work / p.name
-            path.write_text(yaml.safe_dump(small, sort_keys=False))
-            plan_files.append(path)
+        plan_files = rewrite_plans(work, lambda plan: shrink(plan, model, tasks, seeds))
+    elif tasks or seeds:   # the plans as written, on fewer tasks / seeds
+        plan_files = rewrite_plans(work, lambda plan: {**plan, **{k: v for k, v in (("tasks", tasks),
+                                                                                     ("seeds", seeds)) if v}})
     start = time.perf_counter()
     if args.stage in ("all", "export"):
         state = export_stage(plan_files, work, url, with_assets=args.with_assets)
