@@ -30,7 +30,7 @@ def _events(url, job_id):
 # -- the table (pure) ---------------------------------------------------------------------------
 EXPECTED = {
     ("queued", "running"), ("queued", "cancelled"),
-    ("running", "succeeded"), ("running", "failed"), ("running", "cancelled"), ("running", "queued"),
+    ("running", "succeeded"), ("running", "diverged"), ("running", "failed"), ("running", "cancelled"), ("running", "queued"),
     ("failed", "queued"), ("cancelled", "queued"),
 }
 

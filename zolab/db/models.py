@@ -56,9 +56,10 @@ class JobStatus(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    DIVERGED = "diverged"     # ran to the end (a result is stored) but its loss blew up: ranked last
 
     def is_finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DIVERGED)
 
 
 class JobStage(str, enum.Enum):
@@ -98,11 +99,13 @@ class Ablation(Base):
     replacement: Mapped[list[Any]] = mapped_column(JSON, default=list)
     metrics: Mapped[list[Any]] = mapped_column(JSON, default=list)
     component: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
-    status: Mapped[str] = mapped_column(String(16))            # resolved | inverted | no_op | unresolved
+    status: Mapped[str] = mapped_column(String(16))            # resolved | inverted | no_op | ambiguous | unresolved
     confidence: Mapped[float] = mapped_column(Float, default=0.0)
     explanation: Mapped[str] = mapped_column(Text, default="")
     changes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # one {label, changes} per replacement
     overridden: Mapped[bool] = mapped_column(Boolean, default=False)  # component set by the user
+    # ambiguous/unresolved: the top readings, each {component, score, changes, why}; the user picks one
+    candidates: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
     plan: Mapped[Plan] = relationship(back_populates="ablations")
 
@@ -207,6 +210,8 @@ class Result(Base):
     loss_slope: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     dev_accuracy: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     device: Mapped[str] = mapped_column(String(64), default="cpu")
+    diverged: Mapped[bool] = mapped_column(Boolean, default=False)
+    method_memory_bytes: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

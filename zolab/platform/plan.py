@@ -31,7 +31,19 @@ from pydantic import (
 )
 
 from zolab.platform.errors import Issue, PlanError, did_you_mean, format_loc
-from zolab.runners.config import DTYPES, KERNELS, METHODS, OBJECTIVES, PEFT_KINDS, RunConfig
+from zolab.runners.config import (
+    DISTRIBUTIONS,
+    DTYPES,
+    ESTIMATORS,
+    KERNELS,
+    LR_SCHEDULES,
+    METHODS,
+    OBJECTIVES,
+    PEFT_KINDS,
+    SIGN_RULES,
+    SPARSITY_RULES,
+    RunConfig,
+)
 
 #: loc tuple -> (line, column), 1-based; built by each parser
 Locator = Callable[[tuple[Any, ...]], tuple[int, int] | None]
@@ -158,6 +170,8 @@ PER_JOB_FIELDS = ("task", "seed")
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "method": METHODS, "peft": PEFT_KINDS, "objective": OBJECTIVES, "dtype": DTYPES, "kernel": KERNELS,
+    "sign_rule": SIGN_RULES, "distribution": DISTRIBUTIONS, "estimator": ESTIMATORS,
+    "lr_schedule": LR_SCHEDULES, "sparsity_rule": SPARSITY_RULES,
 }
 _CONSTRAINTS: dict[str, dict[str, Any]] = {
     "lr": {"gt": 0}, "eps": {"gt": 0}, "steps": {"ge": 0}, "n_samples": {"ge": 1},
@@ -165,7 +179,8 @@ _CONSTRAINTS: dict[str, dict[str, Any]] = {
     "momentum": {"ge": 0, "lt": 1}, "max_length": {"ge": 1}, "train_size": {"ge": 1},
     "dev_size": {"ge": 1}, "test_size": {"ge": 1}, "k_shot": {"ge": 1},
     "checkpoint_every": {"ge": 1}, "lora_r": {"ge": 1}, "lora_alpha": {"ge": 1}, "prefix_tokens": {"ge": 1},
-    "model": {"min_length": 1},
+    "model": {"min_length": 1}, "warmup_steps": {"ge": 0}, "sparsity": {"ge": 0, "lt": 1},
+    "icl_demos": {"ge": 0},
 }
 _BETA = Annotated[float, Field(ge=0, lt=1)]
 

@@ -33,14 +33,16 @@ from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
 
 Q, R, S, F, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
+D = JobStatus.DIVERGED
 
 #: the legal transitions, the single source of truth
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     Q: frozenset({R, C}),
-    R: frozenset({S, F, C, Q}),
+    R: frozenset({S, D, F, C, Q}),
     F: frozenset({Q}),
     C: frozenset({Q}),
     S: frozenset(),
+    D: frozenset(),   # a result is stored; a rerun of the same config replays the same trajectory
 }
 
 DEFAULT_LEASE_S = 60.0

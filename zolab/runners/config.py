@@ -16,12 +16,23 @@ from typing import Any
 
 #: optimizer keys understood by ``zolab.runners.optim.build_optimizer``
 ZO_METHODS = ("mezo", "zo-sgd", "zo-momentum", "zo-adam", "zo-sign", "zo-cons", "forward-grad", "one-point-rf")
-FO_METHODS = ("fo-sgd", "fo-adam")
-METHODS = ZO_METHODS + FO_METHODS
+FO_METHODS = ("fo-sgd", "fo-adam", "linear-probe")   # linear-probe: FO on the label-word head only
+NO_TRAIN_METHODS = ("icl",)                           # in-context learning: k demonstrations, no training
+METHODS = ZO_METHODS + FO_METHODS + NO_TRAIN_METHODS
 PEFT_KINDS = ("none", "lora", "prefix")
 OBJECTIVES = ("ce", "accuracy", "f1")
 DTYPES = ("float32", "float16", "bfloat16")
 KERNELS = ("auto", "triton", "torch")
+SIGN_RULES = ("elementwise", "scalar")               # zo-sign: sign(g z) per element | sign(g) z (ZO-Bench)
+DISTRIBUTIONS = ("gaussian", "rademacher", "sphere")  # law of the perturbation z
+ESTIMATORS = ("central", "forward", "one-point")      # two-point | one-sided with L(theta) | residual feedback
+LR_SCHEDULES = ("constant", "linear", "cosine")
+SPARSITY_RULES = ("random", "magnitude")              # which weights a sparse perturbation touches
+
+#: fields added after plan format v1: left out of ``config_hash`` while at their default, so the
+#: identity of every variant stored before they existed does not change
+_HASH_OMIT_AT_DEFAULT = ("sign_rule", "distribution", "estimator", "lr_schedule", "warmup_steps",
+                         "sparsity", "sparsity_rule", "perturb_layers", "icl_demos")
 
 
 @dataclass
@@ -58,6 +69,15 @@ class RunConfig:
     lora_alpha: int = 16
     prefix_tokens: int = 5
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"path": "data.jsonl", "text_field": "sentence"}
+    sign_rule: str = "elementwise"   # zo-sign: elementwise sign(g z) | scalar sign(g) z
+    distribution: str = "gaussian"   # gaussian | rademacher | sphere (z / ||z|| * sqrt(d) per parameter group)
+    estimator: str = "central"       # central (two-point) | forward (one-sided) | one-point (residual feedback)
+    lr_schedule: str = "constant"    # constant (MeZO) | linear | cosine decay to 0 over ``steps``
+    warmup_steps: int = 0            # linear warmup from 0 (MeZO: none)
+    sparsity: float = 0.0            # fraction of weights NOT perturbed/updated (0 = dense MeZO)
+    sparsity_rule: str = "random"    # random (mask from the seed) | magnitude (smallest weights perturbed)
+    perturb_layers: list[int] | None = None  # block-wise ZO: only these transformer layers (None = all)
+    icl_demos: int = 16              # method icl: demonstrations in the prompt
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
@@ -80,6 +100,19 @@ class RunConfig:
             out.append(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.kernel not in KERNELS:
             out.append(f"kernel {self.kernel!r} is not one of {', '.join(KERNELS)}")
+        for name, choices in (("sign_rule", SIGN_RULES), ("distribution", DISTRIBUTIONS),
+                              ("estimator", ESTIMATORS), ("lr_schedule", LR_SCHEDULES),
+                              ("sparsity_rule", SPARSITY_RULES)):
+            if getattr(self, name) not in choices:
+                out.append(f"{name} {getattr(self, name)!r} is not one of {', '.join(choices)}")
+        if not 0.0 <= self.sparsity < 1.0:
+            out.append(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if self.warmup_steps < 0:
+            out.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.icl_demos < 0:
+            out.append(f"icl_demos must be >= 0, got {self.icl_demos}")
+        if self.perturb_layers is not None and (not self.perturb_layers or min(self.perturb_layers) < 0):
+            out.append(f"perturb_layers must be a non-empty list of layer indices >= 0, got {self.perturb_layers}")
         if not self.lr > 0:
             out.append(f"lr must be > 0, got {self.lr}")
         if not self.eps > 0:
@@ -117,6 +150,10 @@ class RunConfig:
         d.pop("kernel", None)
         # where checkpoints go does not change the result
         d["task_options"] = {k: v for k, v in d["task_options"].items() if k != "checkpoint_dir"}
+        defaults = RunConfig.__dataclass_fields__
+        for name in _HASH_OMIT_AT_DEFAULT:
+            if d.get(name) == defaults[name].default:
+                d.pop(name, None)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -63,6 +63,8 @@ class Result:
     loss_slope: float | None = None            # fitted slope of the training loss per step
     dev_accuracy: float | None = None
     device: str = "cpu"
+    diverged: bool = False                     # smoothed train loss > 10x its first value, or a non-finite dev metric
+    method_memory_bytes: int | None = None     # bytes the method holds: weights + optimizer state + z buffers
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
