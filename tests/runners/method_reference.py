@@ -277,6 +277,14 @@ CASES = [
     for m, lr, r in (("zo-momentum", 1e-2, None), ("zo-adam", 1e-3, None), ("zo-sign", 1e-3, "elementwise"),
                      ("zo-sign", 1e-3, "scalar"), ("zo-cons", 1e-2, None))
     for e in ("forward", "one-point")
+] + [  # without weight decay the restore, the update and the lookahead share one pass: a path of its own
+    (f"{cid}-no-decay", m, {**k, "weight_decay": 0.0}, 4)
+    for cid, m, k in (("mezo", "mezo", {"lr": 1e-2}), ("mezo-forward", "mezo", {"lr": 1e-2, "estimator": "forward"}),
+                      ("mezo-one-point", "mezo", {"lr": 1e-2, "estimator": "one-point"}),
+                      ("zo-sign-scalar", "zo-sign", {"lr": 1e-3, "sign_rule": "scalar"}),
+                      ("zo-cons", "zo-cons", {"lr": 1e-2}), ("zo-cons-large-lr", "zo-cons", {"lr": 30.0}),
+                      ("zo-cons-forward", "zo-cons", {"lr": 1e-2, "estimator": "forward"}),
+                      ("zo-cons-one-point", "zo-cons", {"lr": 1e-2, "estimator": "one-point"}))
 ]
 
 

@@ -42,7 +42,8 @@ def test_lands_where_the_formula_does(method, knobs, steps):
 
     weights = problem.weights()
     moved = max((weights[n] - start[n]).abs().max().item() for n in weights)
-    assert moved > 1e6 * WEIGHT_ATOL, moved                      # the test sees real steps
+    if set(ref.choices) != {"stay"}:
+        assert moved > 1e6 * WEIGHT_ATOL, moved                  # the test sees real steps
     for n in weights:
         err = (weights[n] - ref.theta[n]).abs().max().item()
         assert err <= WEIGHT_ATOL, (n, err)

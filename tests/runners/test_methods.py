@@ -8,8 +8,9 @@ import torch
 from tests.runners.problems import Regression, fo_closure, optimizer_for
 from zolab.runners.config import RunConfig
 from zolab.runners.errors import NonFiniteLossError
+from zolab.runners.kernels import TorchBackend
 from zolab.runners.optim import OPTIMIZERS, ZOSGD, build_optimizer, no_decay, param_groups
-from zolab.runners.optim.zo import OnePointRF, ZOAdam, ZOMomentum
+from zolab.runners.optim.zo import OnePointRF, ZOAdam, ZOMomentum, ZOSign, conservative_choice
 
 # (method, knobs, steps): lrs chosen for the 9-parameter regression
 CASES = [
@@ -44,13 +45,40 @@ def test_method_decreases_the_loss(method, knobs, steps):
     assert end < 0.3 * start, (start, end)
 
 
-@pytest.mark.parametrize(("method", "per_step"), [("mezo", 2), ("zo-cons", 5), ("forward-grad", 1), ("one-point-rf", 1)])
-def test_forwards_per_step_are_counted(method, per_step):
+#: (method, knobs, forwards a step): central 2q, forward q + 1 (L(theta) shared), one-point 1; zo-cons adds its
+#: three candidates (two with the forward estimator, whose L(theta) is "stay"); forward-grad one jvp a direction
+FORWARDS = [
+    ("mezo", {}, 2), ("zo-sgd", {"n_samples": 3}, 6), ("mezo", {"estimator": "forward"}, 2),
+    ("mezo", {"estimator": "forward", "n_samples": 3}, 4), ("mezo", {"estimator": "one-point"}, 1),
+    ("one-point-rf", {}, 1), ("zo-adam", {"estimator": "forward", "n_samples": 2}, 3),
+    ("zo-momentum", {"estimator": "one-point"}, 1), ("zo-sign", {"sign_rule": "scalar", "n_samples": 2}, 4),
+    ("zo-cons", {}, 5), ("zo-cons", {"n_samples": 2}, 7), ("zo-cons", {"estimator": "forward", "n_samples": 2}, 5),
+    ("zo-cons", {"estimator": "one-point"}, 4), ("forward-grad", {"n_samples": 2}, 2), ("fo-sgd", {}, 1),
+]
+
+
+@pytest.mark.parametrize(("method", "knobs", "per_step"), FORWARDS,
+                         ids=[f"{m}-{'-'.join(f'{k}={v}' for k, v in kn.items())}" for m, kn, _ in FORWARDS])
+def test_forwards_per_step_are_counted(method, knobs, per_step):
     model = Regression()
-    opt = optimizer_for(model, method=method, lr=1e-3)
+    opt = optimizer_for(model, method=method, lr=1e-3, **knobs)
+    closure = fo_closure(model, opt) if getattr(opt, "needs_grad", False) else model
     for _ in range(10):
-        opt.step(model)
+        opt.step(closure)
     assert model.calls == 10 * per_step == 10 * opt.forwards_per_step
+
+
+@pytest.mark.parametrize(("method", "knobs", "per_step"),
+                         [("mezo", {"estimator": "forward", "n_samples": 2}, 3), ("mezo", {"estimator": "one-point"}, 1),
+                          ("zo-cons", {"estimator": "forward"}, 4), ("zo-cons", {"n_samples": 2}, 7)],
+                         ids=["mezo-forward-q2", "mezo-one-point", "zo-cons-forward", "zo-cons-q2"])
+def test_run_reports_the_forward_passes_of_each_estimator(method, knobs, per_step):
+    from zolab.runners.train import run
+
+    cfg = RunConfig(method=method, model="tiny-opt-h16-l1", steps=3, train_size=20, dev_size=8, test_size=8,
+                    batch_size=4, lr=1e-3, device="cpu", **knobs)
+    res = run(cfg)
+    assert res.forward_passes == 3 * per_step and res.extra["forwards_per_step"] == per_step
 
 
 def test_n_samples_costs_2q_forwards():
@@ -178,3 +206,63 @@ def test_build_optimizer_maps_methods_to_classes():
     assert kinds["fo-adam"] == "FOAdam" and kinds["forward-grad"] == "ForwardGrad"
     with pytest.raises(ValueError, match="no trainable"):
         build_optimizer(RunConfig(), [])
+
+
+def test_lookahead_where_valid_and_an_explicit_fallback_elsewhere():
+    cfg = RunConfig(kernel="torch", steps=50)
+
+    def built(**knobs):
+        return build_optimizer(cfg.replace(**knobs), list(Regression().named_parameters()))
+
+    assert built(method="mezo").lookahead and built(method="one-point-rf").lookahead
+    assert built(method="mezo", estimator="one-point").lookahead
+    assert built(method="zo-sign", sign_rule="scalar").lookahead            # sign(g) z: a multiple of z
+    assert not built(method="mezo", estimator="forward").lookahead          # its first forward is at theta
+    assert not built(method="zo-sign").lookahead                            # sign(ghat): not a multiple of z
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    with pytest.raises(ValueError, match="estimator forward"):
+        ZOSGD(params, lr=0.1, estimator="forward", lookahead=True)
+    with pytest.raises(ValueError, match="sign_rule elementwise"):
+        ZOSign(params, lr=0.1, lookahead=True)
+    with pytest.raises(ValueError, match="estimator 'sideways' is not one of"):
+        ZOSGD(params, lr=0.1, estimator="sideways")
+    with pytest.raises(ValueError, match="sign_rule 'vector' is not one of"):
+        ZOSign(params, lr=0.1, sign_rule="vector")
+
+
+class CountingBackend(TorchBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes = 0
+
+    def apply(self, params, terms, decay=None):
+        self.passes += 1
+        super().apply(params, terms, decay)
+
+
+def test_one_point_lookahead_costs_one_weight_pass_a_step():
+    runs = {}
+    for lookahead in (False, True):
+        model, backend = Regression(), CountingBackend()
+        opt = ZOSGD(model.parameters(), lr=1e-3, eps=1e-2, seed=7, estimator="one-point", backend=backend,
+                    lookahead=lookahead)
+        for _ in range(20):
+            opt.step(model)
+        opt.settle()
+        runs[lookahead] = (backend.passes, [g for _, g in opt.trajectory],
+                           torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert runs[False][0] == 2 * 20                    # +eps z; restore + update
+    assert runs[True][0] == 1 + 20 + 1                 # first +eps, then restore + update + next +eps, a settle
+    assert runs[True][1] == pytest.approx(runs[False][1], rel=1e-3, abs=1e-4)
+    assert torch.allclose(runs[True][2], runs[False][2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("stay", "minus", "plus", "kept"), [
+    (1, 0, 2, "minus"), (1, 2, 0, "plus"), (0, 1, 2, "stay"),
+    (1, 1, 2, "minus"),      # minus ties stay: ZO-Bench's `if loss1 > loss0` is false, minus < plus
+    (1, 0, 0, "plus"),       # minus ties plus: `loss1 < loss2` is false
+    (0, 1, 0, "plus"),       # stay ties plus: `loss0 < loss2` is false
+    (1, 1, 1, "plus"),
+])
+def test_zo_cons_keeps_the_candidate_zo_bench_keeps(stay, minus, plus, kept):
+    assert conservative_choice(stay, minus, plus) == kept
