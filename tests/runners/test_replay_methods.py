@@ -18,6 +18,7 @@ import torch
 
 from tests.runners.method_reference import CASES, Problem, as_float, buffers, config
 from zolab.runners import checkpoint as ckpts
+from zolab.runners.config import RunConfig
 from zolab.runners.optim import build_optimizer
 from zolab.runners.optim.base import ZOOptimizer
 from zolab.runners.reporter import Checkpoint
@@ -97,3 +98,33 @@ def test_zo_cons_checkpoint_records_its_choices_and_refuses_a_replay_without_the
     direct = build_optimizer(cfg, fresh.named, model=fresh.model)
     with pytest.raises(ValueError, match="begin_replay"):
         direct.replay(opt.trajectory[:1])
+
+
+@pytest.mark.parametrize("knobs", [{"method": "zo-cons"}, {"method": "mezo", "estimator": "forward", "n_samples": 2},
+                                   {"method": "zo-sign", "sign_rule": "scalar", "estimator": "one-point"}],
+                         ids=["zo-cons", "mezo-forward-q2", "zo-sign-scalar-one-point"])
+def test_run_resumed_from_its_checkpoint_ends_where_the_uninterrupted_run_does(knobs, monkeypatch):
+    """The trainer's path: batches by step, settle points, a checkpoint through the reporter, resume."""
+    from zolab.runners.reporter import JobCancelled, MemoryReporter
+    from zolab.runners.train import _Run, run
+
+    cfg = RunConfig(model="tiny-opt-h16-l1", train_size=40, dev_size=8, test_size=8, batch_size=4, lr=1e-2,
+                    eps=1e-2, weight_decay=0.1, device="cpu", steps=7, eval_every=5, checkpoint_every=3, **knobs)
+    finals = []
+    spy_train = _Run.train
+
+    def keep_final(self, start):
+        out = spy_train(self, start)
+        finals.append([p.detach().clone() for _, p in self.named])
+        return out
+
+    stopped = MemoryReporter(stop_at=4)
+    with pytest.raises(JobCancelled):
+        run(cfg, stopped)
+    ckpt = stopped.checkpoints[-1]
+    assert ckpt.step == 3
+    monkeypatch.setattr(_Run, "train", keep_final)
+    full, resumed = run(cfg), run(cfg, MemoryReporter(), resume=ckpt)
+    assert resumed.extra["resumed_from"] == 3 and full.forward_passes == 7 * resumed.extra["forwards_per_step"]
+    assert all(torch.equal(a, b) for a, b in zip(*finals))
+    assert resumed.final_loss == full.final_loss
