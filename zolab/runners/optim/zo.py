@@ -142,16 +142,16 @@ class ZOSign(ZOSGD):
 
     * ``elementwise`` (default): ``theta <- (1 - d) theta - lr sign(ghat)``, the sign of each coordinate
       of the gradient estimate: ZO-signSGD of Liu et al. 2019 ("signSGD via zeroth-order oracle",
-      ICLR), the rule the ZO-Bench paper states, and ZO-Bench's commented-out ``signOpt_mul_sign``
-      line (trainer.py l.1060). Materialises ghat one parameter at a time.
+      ICLR; the method the ZO-Bench paper cites for ZO-SGD-Sign) and ZO-Bench's commented-out
+      ``signOpt_mul_sign`` line (trainer.py l.1060). Materialises ghat one parameter at a time.
     * ``scalar``: ``theta <- (1 - d) theta - lr (1/q) sum_k sign(g_k) z_k``, the sign of each projected
       gradient: ZO-Bench's active code (trainer.py l.1058 ``np.sign(self.projected_grad) * z``,
       and l.1131 with the 1/q of l.1146 for q > 1), which produced its published numbers. Linear in z,
       so it runs in place like MeZO, lookahead included.
 
-    The default is ``elementwise`` because it is the method as published (Liu et al.; the ZO-Bench
-    paper's formula) and what zolab's zo-sign has always run, so stored zo-sign results (whose config
-    hash has no sign_rule) keep their meaning; ``scalar`` reproduces ZO-Bench's code. The two differ:
+    The default is ``elementwise`` because it is the method as published (Liu et al. 2019) and what
+    zolab's zo-sign has always run, so stored zo-sign results (whose config hash has no sign_rule, the
+    field being at its default) keep their meaning; ``scalar`` reproduces ZO-Bench's code and numbers. The two differ:
     for q = 1 elementwise is ``sign(g) sign(z)``, a Rademacher direction, scalar is ``sign(g) z``.
     """
 
