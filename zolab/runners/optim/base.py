@@ -12,7 +12,7 @@ Loss evaluations go through an *oracle*: live steps evaluate the closure under `
 projected gradients instead of forwards, so a resumed run is bit-identical to an uninterrupted one.
 
 The projected gradient comes from one of three estimators (``RunConfig.estimator``, see
-:meth:`ZOOptimizer.estimate`): ``central`` (two-point SPSA, MeZO), ``forward`` (one-sided, ZO-Bench
+:meth:`ZOOptimizer.probe`): ``central`` (two-point SPSA, MeZO), ``forward`` (one-sided, ZO-Bench
 ``perturbation_mode=one_side``, L(theta) shared by the q probes) or ``one-point`` (residual feedback).
 """
 
