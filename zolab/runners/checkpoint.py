@@ -43,6 +43,7 @@ def replay(opt: ZOOptimizer, ckpt: Checkpoint, base: str) -> None:
     records: Sequence[tuple[int, float]] = ckpt.trajectory
     if len(records) != ckpt.step * q:
         raise ValueError(f"checkpoint at step {ckpt.step} has {len(records)} records, expected {ckpt.step * q}")
+    opt.begin_replay(ckpt.optimizer_state)   # zo-cons reads its recorded choices here
     for t in range(ckpt.step):
         opt.replay(records[t * q:(t + 1) * q])
     opt.load_zo_state(ckpt.optimizer_state)

@@ -2,7 +2,8 @@
 
 :func:`build_optimizer` maps ``RunConfig.method`` through :data:`OPTIMIZERS` (one small class per
 method, no branching on the method string inside a step loop) and builds the param groups: weight
-decay is skipped for biases and norm weights.
+decay is skipped for biases and norm weights, by name (:func:`no_decay`). The finite-difference ZO
+methods take ``RunConfig.estimator``; ``one-point-rf`` is mezo with ``estimator: one-point``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 
 from zolab.runners.config import RunConfig
 from zolab.runners.kernels import PerturbationBackend, get_backend
-from zolab.runners.optim.base import MaterialisedBackend, ZOOptimizer, stream_seed
+from zolab.runners.optim.base import MaterialisedBackend, ZOOptimizer, probe_forwards, stream_seed
 from zolab.runners.optim.fo import FOSGD, FOAdam
 from zolab.runners.optim.forward_grad import ForwardGrad
 from zolab.runners.optim.zo import ZOSGD, OnePointRF, ZOAdam, ZOCons, ZOMomentum, ZOSign
@@ -25,15 +26,25 @@ NamedParams = Sequence[tuple[str, nn.Parameter]]
 
 def _zo(cls: type[ZOOptimizer], knobs: Callable[[RunConfig], dict[str, Any]] = lambda c: {}
         ) -> Callable[..., torch.optim.Optimizer]:
-    """Builder for a ZO class: the shared knobs plus the method's own (``knobs(config)``)."""
+    """Builder for a ZO class: the shared knobs plus the method's own (``knobs(config)``); lookahead
+    wherever the configured optimizer allows it (:meth:`ZOOptimizer.lookahead_blocker`)."""
 
     def build(groups: list[dict], config: RunConfig, backend: PerturbationBackend, **_: Any) -> ZOOptimizer:
-        ahead = cls.supports_lookahead and config.in_place
-        return cls(groups, lr=config.lr, eps=config.eps, n_samples=config.n_samples, seed=config.seed,
-                   backend=backend, in_place=config.in_place, lookahead=ahead,
-                   settle_after=settle_points(config) if ahead else None, **knobs(config))
+        opt = cls(groups, lr=config.lr, eps=config.eps, n_samples=config.n_samples, seed=config.seed,
+                  backend=backend, in_place=config.in_place, estimator=config.estimator, **knobs(config))
+        if opt.lookahead_blocker() is None:
+            opt.enable_lookahead(settle_points(config))
+        return opt
 
     return build
+
+
+def _one_point_rf(groups: list[dict], config: RunConfig, backend: PerturbationBackend, **extra: Any) -> ZOOptimizer:
+    """``one-point-rf`` = mezo with the one-point estimator; an explicit other estimator contradicts it."""
+    if config.estimator not in ("central", "one-point"):
+        raise ValueError(f"method one-point-rf is mezo with estimator one-point; estimator {config.estimator!r} "
+                         "contradicts it (use method mezo with that estimator)")
+    return _zo(OnePointRF)(groups, config.replace(estimator="one-point"), backend, **extra)
 
 
 def settle_points(config: RunConfig) -> Callable[[int], bool]:
@@ -68,27 +79,39 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "zo-sgd": _zo(ZOSGD),
     "zo-momentum": _zo(ZOMomentum, lambda c: {"momentum": c.momentum}),
     "zo-adam": _zo(ZOAdam, lambda c: {"betas": tuple(c.betas)}),
-    "zo-sign": _zo(ZOSign),
+    "zo-sign": _zo(ZOSign, lambda c: {"sign_rule": c.sign_rule}),
     "zo-cons": _zo(ZOCons),
-    "one-point-rf": _zo(OnePointRF),
+    "one-point-rf": _one_point_rf,
     "forward-grad": _forward_grad,
     "fo-sgd": _fo_sgd,
     "fo-adam": _fo_adam,
 }
 
-_NO_DECAY_HINTS = ("bias", "norm", "ln_", "layernorm", "layer_norm")
+#: MeZO's rule (large_models/trainer.py l.803; ZO-Bench trainer.py l.1409): no decay for names containing these
+_NO_DECAY_SUBSTRINGS = ("bias", "layer_norm", "layernorm")
+#: norm modules the substrings miss, named explicitly: Llama/Mistral/Qwen2 final ``model.norm``; GPT-2 ``ln_1``,
+#: ``ln_2``, ``ln_f``. (Llama's input_layernorm/post_attention_layernorm and OPT's self_attn_layer_norm /
+#: final_layer_norm contain a substring above.) The reference decays these; it only means to exempt norms.
+_NORM_MODULES = frozenset({"norm", "ln_1", "ln_2", "ln_f"})
 
 
-def no_decay(name: str, param: torch.Tensor) -> bool:
-    """Biases and norm weights (1-d tensors or norm-named) are not decayed."""
+def no_decay(name: str, param: torch.Tensor | None = None) -> bool:
+    """True for the parameters weight decay skips, by name alone: biases and norm weights.
+
+    MeZO's substring rule plus the norm modules of Llama, GPT-2 and OPT (:data:`_NORM_MODULES`) as path
+    components, so ``model.norm.weight`` and ``transformer.h.0.ln_1.weight`` are exempt but a module that
+    merely has "norm" in its name is not. ``param`` is accepted for callers of the old signature.
+    """
     lowered = name.lower()
-    return param.ndim <= 1 or any(h in lowered for h in _NO_DECAY_HINTS)
+    if any(h in lowered for h in _NO_DECAY_SUBSTRINGS):
+        return True
+    return any(part in _NORM_MODULES for part in lowered.split(".")[:-1])
 
 
 def param_groups(named_params: NamedParams, weight_decay: float) -> tuple[list[dict], list[str]]:
     """(groups, names in group order): decayed weights first, then biases/norms with weight_decay 0."""
-    decay = [(n, p) for n, p in named_params if not no_decay(n, p)]
-    keep = [(n, p) for n, p in named_params if no_decay(n, p)]
+    decay = [(n, p) for n, p in named_params if not no_decay(n)]
+    keep = [(n, p) for n, p in named_params if no_decay(n)]
     groups = [{"params": [p for _, p in g], "weight_decay": wd}
               for g, wd in ((decay, weight_decay), (keep, 0.0)) if g]
     return groups, [n for n, _ in decay] + [n for n, _ in keep]
@@ -126,6 +149,7 @@ __all__ = [
     "build_optimizer",
     "no_decay",
     "param_groups",
+    "probe_forwards",
     "settle_points",
     "stream_seed",
 ]

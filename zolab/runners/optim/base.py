@@ -10,6 +10,10 @@ so z is regenerated from the seed, never stored (unless ``in_place=False``: see
 Loss evaluations go through an *oracle*: live steps evaluate the closure under ``torch.no_grad``;
 :meth:`ZOOptimizer.replay` runs the very same sequence of weight operations with the recorded
 projected gradients instead of forwards, so a resumed run is bit-identical to an uninterrupted one.
+
+The projected gradient comes from one of three estimators (``RunConfig.estimator``, see
+:meth:`ZOOptimizer.probe`): ``central`` (two-point SPSA, MeZO), ``forward`` (one-sided, ZO-Bench
+``perturbation_mode=one_side``, L(theta) shared by the q probes) or ``one-point`` (residual feedback).
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from zolab.runners.config import ESTIMATORS
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.kernels import PerturbationBackend, TorchBackend
 
 Closure = Callable[[], Any]
 _SEED_SPACE = (1 << 53) - 1  # JSON-safe integers
+Terms = list[tuple[int, float]]
 
 
 def stream_seed(seed: int, step: int, sample: int = 0) -> int:
@@ -110,23 +117,39 @@ class MaterialisedBackend:
         self._held.clear()
 
 
+def probe_forwards(estimator: str, n_samples: int) -> int:
+    """Forward passes of an estimator's probes: central 2q, forward q + 1, one-point 1."""
+    return {"central": 2 * n_samples, "forward": n_samples + 1, "one-point": 1}[estimator]
+
+
+@dataclass
+class Probe:
+    """One step's estimate: the q projected gradients, the loss to report, the terms that restore theta,
+    and ``L(theta)`` itself when the estimator evaluated it (forward)."""
+
+    grads: list[float]
+    loss: float
+    pending: Terms
+    theta_loss: float | None = None
+
+
 class ZOOptimizer(torch.optim.Optimizer):
-    """Base of the ZO family: param groups, seed stream, SPSA probes, trajectory, replay.
+    """Base of the ZO family: param groups, seed stream, estimators, trajectory, replay.
 
     Subclasses implement :meth:`_update` (``grads`` are the q projected gradients of the step;
-    the weights are at ``theta - eps z_q`` with ``pending`` the restoring term still to apply) or
-    override :meth:`_zo_step` entirely (one-point, forward-gradient, conservative).
+    ``pending`` the terms that bring the weights back to theta, for the update to fuse) or
+    override :meth:`_zo_step` entirely (forward-gradient, conservative).
     """
 
-    forwards_per_step: int = 2
     needs_grad = False
 
-    #: whether this method can leave the weights at ``theta + eps z`` of the next step (``lookahead``)
+    #: whether this method's update is a multiple of the step's z (it can then leave the weights at
+    #: ``theta + eps z`` of the next step: ``lookahead``); see :meth:`lookahead_blocker`
     supports_lookahead = False
 
     def __init__(self, params: Iterable[Any], *, lr: float, eps: float = 1e-3, weight_decay: float = 0.0,
                  n_samples: int = 1, seed: int = 0, backend: PerturbationBackend | None = None,
-                 in_place: bool = True, lookahead: bool = False,
+                 in_place: bool = True, lookahead: bool = False, estimator: str = "central",
                  settle_after: Callable[[int], bool] | None = None, **extra: Any) -> None:
         if not lr > 0:
             raise ValueError(f"invalid learning rate: {lr}")
@@ -136,23 +159,31 @@ class ZOOptimizer(torch.optim.Optimizer):
             raise ValueError(f"invalid weight_decay: {weight_decay}")
         if int(n_samples) < 1:
             raise ValueError(f"invalid n_samples: {n_samples}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator {estimator!r} is not one of {', '.join(ESTIMATORS)}")
+        if estimator == "one-point" and int(n_samples) != 1:
+            raise ValueError("estimator one-point (residual feedback, one-point-rf) uses one direction per step: "
+                             f"n_samples must be 1, got {n_samples}")
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, **extra))
         if len({g["lr"] for g in self.param_groups}) != 1:
             raise ValueError("ZO optimizers share one lr across param groups (z is shared across groups)")
         self.eps = float(eps)
         self.n_samples = int(n_samples)
         self.seed = int(seed)
+        self.estimator = estimator
         inner = backend or TorchBackend()
         self.backend: PerturbationBackend = inner if in_place else MaterialisedBackend(inner)
         self.in_place = in_place
         self.step_count = 0
         self.trajectory: list[tuple[int, float]] = []
-        if lookahead and not (self.supports_lookahead and in_place):
-            raise ValueError(f"{type(self).__name__} cannot fuse across steps (lookahead) "
-                             f"{'with in_place=False' if self.supports_lookahead else ''}".rstrip())
-        self.lookahead = lookahead
-        self.settle_after = settle_after or (lambda step: False)
+        self.prev_loss: float | None = None   # one-point: L(theta_{t-1} + eps z_{t-1}), not in the trajectory
+        self.lookahead = False
+        self.settle_after: Callable[[int], bool] = lambda step: False
         self._ahead: int | None = None   # seed whose +eps z is already on the weights (lookahead)
+        if lookahead:
+            self.enable_lookahead(settle_after)
+        elif settle_after is not None:
+            self.settle_after = settle_after
 
     # -- parameters --------------------------------------------------------------------------
     @property
@@ -163,6 +194,14 @@ class ZOOptimizer(torch.optim.Optimizer):
     @property
     def lr(self) -> float:
         return float(self.param_groups[0]["lr"])
+
+    @property
+    def forwards_per_step(self) -> int:
+        """Closure calls (forward passes) per step: the estimator's plus the method's own."""
+        return probe_forwards(self.estimator, self.n_samples) + self.extra_forwards
+
+    #: forwards a method adds to its estimator's (zo-cons: its candidates)
+    extra_forwards = 0
 
     def decays(self, scale: float | None = None) -> list[float] | None:
         """Per-parameter multiplicative decay ``lr * weight_decay`` (None when all zero)."""
@@ -180,13 +219,17 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> float:  # type: ignore[override]
-        """One ZO step; ``closure()`` returns the loss on the current batch (called 2q times for SPSA)."""
+        """One ZO step; ``closure()`` returns the loss on the current batch (:attr:`forwards_per_step` calls)."""
         if closure is None:
             raise ValueError(f"{type(self).__name__} needs a closure that returns the loss")
         seeds = self.seeds_for(self.step_count)
         loss, grads = self._zo_step(seeds, LiveOracle(closure, self.step_count + 1))  # 1-based, as reported
         self._finish(seeds, grads)
         return loss
+
+    def begin_replay(self, state: dict[str, Any]) -> None:
+        """Called with a checkpoint's ``optimizer_state`` before its trajectory is replayed (a method whose
+        weight operations depend on more than the projected gradients reads that here: zo-cons)."""
 
     @torch.no_grad()
     def replay(self, records: Sequence[tuple[int, float]]) -> None:
@@ -205,48 +248,125 @@ class ZOOptimizer(torch.optim.Optimizer):
             self.backend.release()
 
     def _zo_step(self, seeds: Sequence[int], oracle: Oracle) -> tuple[float, list[float]]:
-        grads, loss, pending = self.estimate(seeds, oracle)
-        self._update(seeds, grads, pending)
-        return loss, grads
+        probe = self.probe(seeds, oracle)
+        self._update(seeds, probe.grads, probe.pending)
+        return probe.loss, probe.grads
 
-    def estimate(self, seeds: Sequence[int], oracle: Oracle) -> tuple[list[float], float, list[tuple[int, float]]]:
-        """q two-point SPSA probes, ``g_k = (L(theta + eps z_k) - L(theta - eps z_k)) / (2 eps)``.
+    # -- estimators --------------------------------------------------------------------------
+    def estimate(self, seeds: Sequence[int], oracle: Oracle) -> tuple[list[float], float, Terms]:
+        """``(grads, loss, pending)`` of :meth:`probe` (weights left at theta + the negation of ``pending``)."""
+        probe = self.probe(seeds, oracle)
+        return probe.grads, probe.loss, probe.pending
 
-        Each probe's restoring ``+eps z_k`` is fused with the next probe's ``+eps``; the last one is
-        returned as ``pending`` so the update can fuse it too (weights end at ``theta - eps z_q``).
+    def probe(self, seeds: Sequence[int], oracle: Oracle) -> Probe:
+        """The q projected gradients of the step by ``self.estimator``.
+
+        * ``central`` (MeZO, large_models/trainer.py ``zo_step`` l.757-788; ZO-Bench zo-bench/trainer.py
+          ``zo_step`` l.1036-1042): ``g_k = (L(theta + eps z_k) - L(theta - eps z_k)) / (2 eps)``, 2q forwards.
+        * ``forward`` (ZO-Bench ``perturbation_mode == "one_side"``, trainer.py l.1032-1035):
+          ``g_k = (L(theta + eps z_k) - L(theta)) / eps`` with ``L(theta)`` evaluated once and shared by the q
+          probes (ZO-Bench evaluates it again per probe): q + 1 forwards.
+        * ``one-point`` (residual feedback, Zhang et al. 2022, "A new one-point residual-feedback oracle for
+          black-box learning and control"): ``g_t = (L(theta_t + eps z_t) - L(theta_{t-1} + eps z_{t-1})) / eps``,
+          one forward; the first step has no previous value: ``g_0 = 0`` (no move).
+
+        Each probe's restoring pass is fused with the next probe's ``+eps``; the last one is returned as
+        ``pending`` so the update can fuse it too.
         """
+        if self.estimator == "forward":
+            return self._forward(seeds, oracle)
+        if self.estimator == "one-point":
+            return self._one_point(seeds, oracle)
+        return self._central(seeds, oracle)
+
+    def _first_plus(self, seed: int, pending: Terms) -> None:
+        """Bring the weights to ``theta + eps z_seed`` (already there when the last step looked ahead)."""
+        if self._ahead is None:
+            self.perturb(pending + [(seed, self.eps)])
+            return
+        if self._ahead != seed or pending:
+            raise RuntimeError(f"step {self.step_count}: weights carry +eps z of seed {self._ahead}, "
+                               f"the step's first seed is {seed}")
+        self._ahead = None                     # already at theta + eps z_seed: no pass
+
+    def _central(self, seeds: Sequence[int], oracle: Oracle) -> Probe:
         eps = self.eps
         grads: list[float] = []
         losses: list[float] = []
-        pending: list[tuple[int, float]] = []
-        for k, s in enumerate(seeds):
-            if k == 0 and self._ahead is not None:
-                if self._ahead != s:
-                    raise RuntimeError(f"step {self.step_count}: weights carry +eps z of seed {self._ahead}, "
-                                       f"the step's first seed is {s}")
-                self._ahead = None                     # already at theta + eps z_s: no pass
-            else:
-                self.perturb(pending + [(s, eps)])
+        pending: Terms = []
+        for s in seeds:
+            self._first_plus(s, pending)
             lp = oracle.loss()
             self.perturb([(s, -2.0 * eps)])
             lm = oracle.loss()
             grads.append(oracle.grad(lambda lp=lp, lm=lm: (lp - lm) / (2.0 * eps)))
             losses.append(0.5 * (lp + lm))
             pending = [(s, eps)]
-        return grads, sum(losses) / len(losses), pending
+        return Probe(grads, sum(losses) / len(losses), pending)
 
-    def _update(self, seeds: Sequence[int], grads: Sequence[float], pending: list[tuple[int, float]]) -> None:
+    def _forward(self, seeds: Sequence[int], oracle: Oracle) -> Probe:
+        if self._ahead is not None:          # lookahead is refused for this estimator (lookahead_blocker)
+            raise RuntimeError("estimator forward starts at theta: the weights must not carry a lookahead")
+        eps = self.eps
+        base = oracle.loss()                 # L(theta), once for the q probes
+        grads: list[float] = []
+        pending: Terms = []
+        for s in seeds:
+            self.perturb(pending + [(s, eps)])
+            lp = oracle.loss()
+            grads.append(oracle.grad(lambda lp=lp: (lp - base) / eps))
+            pending = [(s, -eps)]
+        return Probe(grads, base, pending, theta_loss=base)
+
+    def _one_point(self, seeds: Sequence[int], oracle: Oracle) -> Probe:
+        (s,) = seeds
+        self._first_plus(s, [])
+        value = oracle.loss()
+        prev = self.prev_loss
+        g = oracle.grad(lambda: 0.0 if prev is None else (value - prev) / self.eps)
+        if not oracle.replaying:             # a replay restores prev_loss from the checkpoint (zo_state)
+            self.prev_loss = value
+        return Probe([g], value, [(s, -self.eps)])
+
+    def _update(self, seeds: Sequence[int], grads: Sequence[float], pending: Terms) -> None:
         raise NotImplementedError
 
     # -- cross-step fusion (lookahead) -------------------------------------------------------
-    def ahead_terms(self) -> list[tuple[int, float]]:
+    def lookahead_blocker(self) -> str | None:
+        """Why this optimizer cannot fuse across steps (None: it can).
+
+        Lookahead needs an update that is a multiple of the step's z (so the next ``+eps z'`` can join
+        its pass), weights updated in place, and an estimator whose first forward is at
+        ``theta + eps z`` (central, one-point). The forward estimator's first forward is at theta itself:
+        there is no pass to save, so it keeps the plain schedule (2 passes a step for q = 1 already).
+        """
+        if not self.supports_lookahead:
+            return ""
+        if not self.in_place:
+            return "with in_place=False"
+        if self.estimator == "forward":
+            return "with estimator forward (its first forward is at theta: no pass to save)"
+        return None
+
+    def enable_lookahead(self, settle_after: Callable[[int], bool] | None = None) -> None:
+        """Leave the weights at the next step's ``theta + eps z`` between steps, except after the steps where
+        ``settle_after(step)`` is true. Before the first step only."""
+        reason = self.lookahead_blocker()
+        if reason is not None:
+            raise ValueError(f"{type(self).__name__} cannot fuse across steps (lookahead) {reason}".rstrip())
+        if self.step_count or not self.settled:
+            raise RuntimeError("enable lookahead before the first step")
+        self.lookahead = True
+        self.settle_after = settle_after or (lambda step: False)
+
+    def ahead_terms(self) -> Terms:
         """``[(next step's first seed, +eps)]`` to fuse into this step's last pass, or ``[]``.
 
         With ``lookahead`` the weights are left at ``theta_{t+1} + eps z_{t+1}`` between steps, so a
         step costs two weight passes (``-2 eps z``; restore + update + next ``+eps``) instead of
-        three. Not after a step where ``settle_after(step)`` is true (the caller reads the weights
-        there: evaluation, checkpoint, the end): live runs and replays decide alike, so a resumed
-        run stays bit-identical.
+        three (one instead of two for the one-point estimator). Not after a step where
+        ``settle_after(step)`` is true (the caller reads the weights there: evaluation, checkpoint,
+        the end): live runs and replays decide alike, so a resumed run stays bit-identical.
         """
         done = self.step_count + 1
         if not self.lookahead or self.settle_after(done):
@@ -286,12 +406,17 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     # -- checkpoints -------------------------------------------------------------------------
     def zo_state(self) -> dict[str, Any]:
-        """Small state that a trajectory replay cannot rebuild (overridden by one-point RF)."""
+        """Small state that a trajectory replay cannot rebuild (one-point: the last perturbed loss)."""
         if not self.settled:
             raise RuntimeError(f"checkpoint at step {self.step_count} while the weights carry the next step's "
                                "perturbation: settle_after must include checkpoint steps")
-        return {"step": self.step_count}
+        state: dict[str, Any] = {"step": self.step_count}
+        if self.estimator == "one-point":
+            state["prev_loss"] = self.prev_loss
+        return state
 
     def load_zo_state(self, state: dict[str, Any]) -> None:
         if "step" in state and int(state["step"]) != self.step_count:
             raise ValueError(f"optimizer state is for step {state['step']} but replay reached {self.step_count}")
+        if self.estimator == "one-point":
+            self.prev_loss = state.get("prev_loss")

@@ -1,9 +1,12 @@
 """Forward gradient (Baydin et al. 2022; ZO-Bench's FG baseline): an exact directional derivative.
 
 ``g_k = grad L(theta) . z_k`` from one forward-mode pass (``torch.func.jvp`` through
-``functional_call``: no backward, no activations kept), then ``theta <- (1 - d) theta - lr ghat``.
-Unbiased like SPSA but without the finite-difference error; costs one jvp (about 1.5 forwards) and
-the tangents z, which are materialised for every parameter.
+``functional_call``: no backward, no activations kept), then ``theta <- (1 - d) theta - lr ghat``
+with ``ghat = (1/q) sum_k g_k z_k``. ZO-Bench zo-bench/trainer.py ``forward_grad_step`` l.1357-1424
+(q = 1; ``p - lr (v jvp + wd p)`` for names without bias/layer_norm/layernorm: the same update).
+Unbiased like SPSA but without the finite-difference error; costs one jvp (about 1.5 forwards,
+counted as one closure call) per direction and the tangents z, materialised for every parameter.
+The ``estimator`` knob does not apply (there is no finite difference).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class _CallClosure(nn.Module):
 class ForwardGrad(ZOOptimizer):
     """Needs ``model`` and the parameters' names in it (``named_params``) to run the closure functionally."""
 
-    forwards_per_step = 1
+    @property
+    def forwards_per_step(self) -> int:  # type: ignore[override]
+        return self.n_samples            # one jvp (one closure call) per direction
 
     def __init__(self, params: Any, *, lr: float, model: nn.Module, names: Sequence[str], **kw: Any) -> None:
         super().__init__(params, lr=lr, **kw)
