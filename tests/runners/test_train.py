@@ -197,3 +197,19 @@ def test_config_hash_ignores_checkpoint_location():
     b = RunConfig(task_options={"checkpoint_dir": "/tmp/b"})
     assert a.config_hash() == b.config_hash() == RunConfig().config_hash()
     assert RunConfig(task_options={"path": "x.jsonl"}).config_hash() != a.config_hash()
+
+
+def test_one_point_rf_and_mezo_with_one_point_estimator_are_one_variant():
+    """The two spellings build the same optimizer, so a plan naming both runs it once."""
+    rf = RunConfig(method="one-point-rf")
+    assert RunConfig(method="mezo", estimator="one-point").config_hash() == rf.config_hash()
+    assert RunConfig(method="one-point-rf", estimator="one-point").config_hash() == rf.config_hash()
+    assert RunConfig(method="mezo").config_hash() != rf.config_hash()
+    assert RunConfig(method="zo-adam", estimator="one-point").config_hash() != rf.config_hash()
+
+
+def test_estimator_contradictions_are_refused_at_config_time():
+    with pytest.raises(ValueError, match="one-point takes one direction"):
+        RunConfig(estimator="one-point", n_samples=4)
+    with pytest.raises(ValueError, match="contradicts"):
+        RunConfig(method="one-point-rf", estimator="forward")

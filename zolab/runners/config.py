@@ -111,6 +111,10 @@ class RunConfig:
             out.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.icl_demos < 0:
             out.append(f"icl_demos must be >= 0, got {self.icl_demos}")
+        if self.estimator == "one-point" and self.n_samples != 1:
+            out.append(f"estimator one-point takes one direction a step (residual feedback), got n_samples {self.n_samples}")
+        if self.method == "one-point-rf" and self.estimator not in ("central", "one-point"):
+            out.append(f"method one-point-rf is mezo with estimator one-point; estimator {self.estimator!r} contradicts it")
         if self.perturb_layers is not None and (not self.perturb_layers or min(self.perturb_layers) < 0):
             out.append(f"perturb_layers must be a non-empty list of layer indices >= 0, got {self.perturb_layers}")
         if not self.lr > 0:
@@ -150,6 +154,10 @@ class RunConfig:
         d.pop("kernel", None)
         # where checkpoints go does not change the result
         d["task_options"] = {k: v for k, v in d["task_options"].items() if k != "checkpoint_dir"}
+        if d["method"] == "mezo" and d["estimator"] == "one-point":  # the same run as one-point-rf: one identity
+            d["method"], d["estimator"] = "one-point-rf", "central"
+        if d["method"] == "one-point-rf":
+            d["estimator"] = "central"
         defaults = RunConfig.__dataclass_fields__
         for name in _HASH_OMIT_AT_DEFAULT:
             if d.get(name) == defaults[name].default:
