@@ -33,9 +33,12 @@ class Context:
 
 @dataclass(frozen=True)
 class Value:
+    """A value read: the changes, the fit, and for vocabulary words the alias length (``span``)."""
+
     changes: dict[str, Any]
     fit: float
     note: str = ""
+    span: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class Vocabulary(Domain):
         found = self.match(text)
         if found is None:
             return Misfit(f"{text!r} is not {self.describe}")
-        return Value({self.knob: found[0]}, found[1])
+        return Value({self.knob: found[0]}, found[1], span=found[2])
 
 
 # ---------------------------------------------------------------------------------------------

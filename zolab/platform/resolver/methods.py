@@ -121,18 +121,19 @@ class MethodDomain(Vocabulary):
         found = self.match(text)
         if found is None:
             return Misfit(f"{text!r} is not {self.describe}")
-        value, fit, _ = found
+        value, fit, span = found
         if isinstance(value, dict):
             changes = dict(value)
             if changes.get("method") == "icl" and (demos := re.search(r"(\d+)\s*(?:demo|example|shot)", text, re.IGNORECASE)):
                 changes["icl_demos"] = int(demos.group(1))
-            return Value(changes, fit)
+            return Value(changes, fit, span=span)
         zo, fo = _RULES[value]
         family, why = self.family(text, ctx)
         method = zo if family == "zo" else fo
         if method is None:
             return Misfit(f"{text!r}: zolab has no first-order {value} optimizer")
-        return Value({"method": method}, fit * 0.9, f"{text!r} read as {method}: {why}")
+        said = why.startswith("the value says")  # "Adam with backprop" names its method fully
+        return Value({"method": method}, fit if said else fit * 0.9, f"{text!r} read as {method}: {why}", span=span)
 
 
 def zo_contradiction(changes: dict[str, Any], value: str, ctx: Context) -> str | None:

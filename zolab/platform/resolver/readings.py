@@ -43,6 +43,7 @@ class Reading:
     fit: float | None = None
     unreadable: bool = False
     notes: list[str] = field(default_factory=list)
+    spans: list[tuple[str, int]] = field(default_factory=list)  # (value text, vocabulary alias length)
 
     @property
     def runnable(self) -> bool:
@@ -192,15 +193,16 @@ def _variants(comp: Component, ab: Ablation, values: list[str], base: Mapping[st
         changed = differing(base, changes) or changes
         variants.append((change_label(changed), changed))
     fit = sum(v.fit for _, v in read if isinstance(v, Value)) / len(read)
+    spans = [(text, v.span) for text, v in read if isinstance(v, Value)]
     if problems:
         return Reading(comp, "unresolved", f"{comp.title} cannot run as written: " + "; ".join(dict.fromkeys(problems)),
-                       fit=fit)
+                       fit=fit, spans=spans)
     notes = list(dict.fromkeys(notes))
     running = [label for label, ch in variants if differing(base, ch)]
     same = [label for label, ch in variants if not differing(base, ch)]
     if not running:
         return Reading(comp, "no_op", f"the baseline already has {', '.join(same)}; nothing changes", variants,
-                       fit=fit, notes=notes)
+                       fit=fit, notes=notes, spans=spans)
     knob = comp.knob or ""
     text = f"{comp.title[0].upper() + comp.title[1:]} ({knob}): baseline {knob}={fmt(base.get(knob))}; " \
            f"runs {', '.join(running)}"
@@ -208,7 +210,7 @@ def _variants(comp: Component, ab: Ablation, values: list[str], base: Mapping[st
         text += f"; {', '.join(same)} equals the baseline and is merged with it"
     if any(ch.get("method") in FO_METHODS for _, ch in variants):
         text += "; first-order methods backpropagate (more memory) with the baseline's other settings"
-    return Reading(comp, "resolved", text + ".", variants, fit=fit, notes=notes)
+    return Reading(comp, "resolved", text + ".", variants, fit=fit, notes=notes, spans=spans)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -186,12 +186,14 @@ def _score(name: float, reading: Reading) -> float:
 
 
 def _why(s: _Scored) -> str:
+    """One line: the evidence for this reading (which phrase named it, how well the values fit)."""
     r = s.reading
-    evidence = s.name.how if s.name.score else "the values alone"
-    if r.fit is not None and not r.unreadable:
-        evidence += f", values fit {r.fit:.2f}"
-    text = r.why if len(r.why) <= 160 else r.why[:157] + "..."
-    return f"{evidence}: {text}"
+    fit = f"the values fit {r.component.title} ({r.fit:.2f})" if r.fit is not None and not r.unreadable else ""
+    if s.name.score and fit:
+        return f"{s.name.how} ({s.name.score:.2f}); {fit}"
+    if s.name.score:
+        return f"{s.name.how} ({s.name.score:.2f})"
+    return f"only {fit}" if fit else "weak evidence"
 
 
 def _candidates(ranked: list[_Scored], limit: int = 3) -> list[Candidate]:
@@ -223,6 +225,22 @@ def _resolution(ab: Ablation, s: _Scored, status: str | None = None, explanation
                       candidates if status in ("ambiguous", "unresolved") else [])
 
 
+#: a vocabulary word that is part of a longer name another domain read in the same value
+SHADOWED = 0.6
+
+
+def _prefer_longest_words(readings: list[Reading]) -> None:
+    """Where two domains read the same value by vocabulary words, the longer words win: in
+    "linear probing" the optimizer reads two words, the LR schedule only "linear"."""
+    longest: dict[str, int] = {}
+    for r in readings:
+        for text, span in r.spans:
+            longest[text] = max(longest.get(text, 0), span)
+    for r in readings:
+        if r.fit is not None and any(0 < span < longest[text] for text, span in r.spans):
+            r.fit *= SHADOWED
+
+
 def _adds(rival: Reading, top: Reading, base: Mapping[str, Any]) -> bool:
     """Whether ``rival`` would run a variant that ``top`` does not (else it is no competitor)."""
     if not rival.runnable:
@@ -241,11 +259,10 @@ def resolve(ablation: Ablation, baseline: Any, *, component: str | None = None) 
     base = baseline.model_dump() if hasattr(baseline, "model_dump") else dict(baseline)
     ctx = context(ablation, base)
     names = {m.component: m for m in name_evidence(ablation.ablated_part, ablation.name)}
-    ranked = []
-    for comp in COMPONENTS.values():
-        reading = read(comp, ablation, base, ctx)
-        ranked.append(_Scored(reading, names[comp.key], round(_score(names[comp.key].score, reading), 3)))
-    ranked.sort(key=lambda s: -s.score)
+    readings = [read(comp, ablation, base, ctx) for comp in COMPONENTS.values()]
+    _prefer_longest_words(readings)
+    ranked = sorted((_Scored(r, names[r.component.key], round(_score(names[r.component.key].score, r), 3))
+                     for r in readings), key=lambda s: -s.score)
     forced = component or ablation.component
     if forced:
         key = canonical_component(forced)
@@ -257,8 +274,8 @@ def resolve(ablation: Ablation, baseline: Any, *, component: str | None = None) 
     candidates = _candidates(ranked)
     if top.score < THRESHOLD:
         named = max(ranked, key=lambda s: s.name.score)
-        hint = "; pick a candidate with --set-component" if candidates else \
-            f"; set 'component:' to one of {', '.join(SETTABLE)}"
+        hint = "; pick a candidate with --set-component NAME=COMPONENT (or set 'component:')" if candidates \
+            else f"; set 'component:' to one of {', '.join(SETTABLE)}"
         if named.name.score >= 0.5 and not named.reading.runnable:
             reason = f"{named.reading.why} [{named.reading.component.key}: {named.name.how}]"
             return _resolution(ablation, named, "unresolved", reason + hint, candidates)

@@ -38,6 +38,7 @@ SEPARATORS = _wordset("""
 of for in on with to by from that which who used applied per at into over under via across during when
 where as instead vs versus against and or while than such like including namely especially
 """)
+_COORDINATING = frozenset({"and", "or", "vs", "versus"})
 _STOP = frozenset({"the", "a", "an", "its", "their", "our", "this", "is", "are", "be", "being", "s"})
 _GREEK = {"ε": "epsilon", "ϵ": "epsilon", "η": "eta", "β": "beta", "μ": "mu", "α": "alpha", "λ": "lambda",
           "θ": "theta", "σ": "sigma"}
@@ -119,28 +120,32 @@ class Phrase:
 
 @lru_cache(maxsize=4096)
 def parse_phrase(text: str) -> Phrase:
-    norm = normalise(text)
+    norm = normalise(re.sub(r"\s*/\s*", " or ", str(text)))
     inner = re.findall(r"\(([^()]*)\)", norm)
     outer = re.sub(r"\([^()]*\)", " , ", norm)
     chunks: list[tuple[str, ...]] = []
+    joins: list[str] = []  # the separator before each chunk
     current: list[str] = []
+    before = ""
     for word in outer.replace("(", " ").replace(")", " ").split():
-        if word == ",":
+        if word == "," or (word in SEPARATORS and current):
             if current:
                 chunks.append(tuple(current))
-            current = []
-            continue
-        if word in SEPARATORS and current:
-            chunks.append(tuple(current))
-            current = []
+                joins.append(before)
+            current, before = [], word
             continue
         if word in _STOP or word in SEPARATORS:
             continue
         current.append(stem(word))
     if current:
         chunks.append(tuple(current))
+        joins.append(before)
     focus = next((i for i, c in enumerate(chunks) if any(w not in GENERIC for w in c)), 0)
     appositions = []
+    for i in range(focus + 1, len(chunks)):  # "step size and perturbation size": both are the focus
+        if joins[i] not in _COORDINATING:
+            break
+        appositions.append(i)
     for group in inner:
         words = tuple(stem(w) for w in group.split() if w not in _STOP and w not in SEPARATORS)
         if words:
