@@ -166,6 +166,7 @@ class Outcome:
     silent_wrong: bool
     explanation: str
     candidates: list[str] = field(default_factory=list)
+    action: str = ""
 
 
 def judge(case: Case, resolution: Any, base: dict[str, Any]) -> Outcome:
@@ -196,9 +197,12 @@ def evaluate(cases: list[Case]) -> list[Outcome]:
         if key not in cache:
             loaded = load_source(case.source, filename=case.filename, fmt=case.format, baseline=case.defaults)
             base = loaded.plan.baseline.model_dump()
-            cache[key] = {"base": base, "res": {r.ablation: r for r in resolve_plan(loaded.plan)}}
+            cache[key] = {"base": base, "res": {r.ablation: r for r in resolve_plan(loaded.plan)},
+                          "action": {a.name: a.action.value for a in loaded.plan.ablations}}
         entry = cache[key]
-        out.append(judge(case, entry["res"][case.name], entry["base"]))
+        outcome = judge(case, entry["res"][case.name], entry["base"])
+        outcome.action = entry["action"][case.name]
+        out.append(outcome)
     return out
 
 

@@ -96,7 +96,14 @@ def _split_inline(value: str) -> list[str]:
         else:
             current += ch
     items.append(current)
-    return [p for p in (_clean(x).strip("'\"") for x in items) if p.lower() not in _EMPTY]
+    return [p for p in (_unquote(_clean(x)) for x in items) if p.lower() not in _EMPTY]
+
+
+def _unquote(text: str) -> str:
+    """``'SGD'`` -> ``SGD``: quotes around the whole item only."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1].strip()
+    return text
 
 
 def _label_key(label: str) -> str | None:
@@ -197,7 +204,7 @@ class _Blocks:
             if item.lower() not in _EMPTY:
                 self.current.setdefault(key, [])
                 self.marks[("ablations", i, key, len(self.current[key]))] = (lineno, indent + 1)
-                self.current[key].append(item.strip("'\""))
+                self.current[key].append(item)
         elif key:
             self.current[key] = (str(self.current.get(key, "")) + " " + item).strip()
         return True
@@ -257,16 +264,17 @@ def _drop_numbering(blocks: _Blocks) -> None:
 
 
 def _component_or_part(ab: dict[str, Any]) -> None:
-    """``Component: perturbation scale`` from a planner names the ablated part, not a zolab key."""
+    """``Component: perturbation scale`` from a planner names the ablated part; it overrides the
+    resolver only when it is a zolab component key (``Component: eps``) next to an ablated part."""
     if "component" not in ab:
         return
-    from zolab.platform.components import canonical_component  # lazy: components imports the plan model
+    from zolab.platform.components import COMPONENTS  # lazy: components imports the plan model
 
-    try:
-        canonical_component(str(ab["component"]))
-    except ValueError:
-        if "ablated_part" not in ab:
-            ab["ablated_part"] = ab.pop("component")
+    text = str(ab["component"])
+    if "ablated_part" not in ab:
+        ab["ablated_part"] = text
+        if text.strip().lower() not in COMPONENTS:
+            ab.pop("component")
 
 
 def parse_planner_markdown(text: str, *, file: str | None, defaults: dict[str, Any],
