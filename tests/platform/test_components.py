@@ -337,3 +337,12 @@ def test_two_named_readings_within_the_margin_are_ambiguous():
     assert (res.status, res.component, res.variants) == ("ambiguous", None, []), res.explanation
     assert [c.component for c in res.candidates][:2] in (["lr", "eps"], ["eps", "lr"])
     assert {c.changes[0][1]["lr" if c.component == "lr" else "eps"] for c in res.candidates[:2]} == {0.01}
+
+
+def test_the_architecture_doc_lists_every_component():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = doc[doc.index("## Components"):doc.index("## Packages")]
+    for key, comp in COMPONENTS.items():
+        assert f"| {key} " in table or f"| {key}," in table or f", {key} |" in table or f"`{key}`" in table, key
+        if comp.knob:
+            assert comp.knob in table, comp.knob
