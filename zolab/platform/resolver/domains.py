@@ -23,12 +23,21 @@ from zolab.platform.resolver.text import Number, is_multiplier, normalise, numbe
 class Context:
     """What a domain may look at besides the value: the ablation text and the baseline."""
 
-    part: str = ""            # ablated part + title, as written
+    part: str = ""            # ablated part + title, as written ("part | title")
     base: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def words(self) -> set[str]:
         return set(tokens(self.part))
+
+    @property
+    def ablated(self) -> str:
+        """The ablated part alone (the title says less about a value's unit or direction)."""
+        return self.part.split(" | ", 1)[0]
+
+    @property
+    def title(self) -> str:
+        return self.part.split(" | ", 1)[1] if " | " in self.part else ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,11 @@ def contains(words: list[str], alias: tuple[str, ...], gap: int = 1) -> bool:
     return False
 
 
+#: one-word vocabulary aliases that are also ordinary words: in a longer value they are weak evidence
+_COMMON = frozenset(tokens("half full none normal linear constant fixed flat random uniform symmetric scalar "
+                           "forward stored store on off yes no true false template prompt sign magnitude"))
+
+
 class Domain:
     """Base class: ``knob`` is the RunConfig field; ``split`` says a comma list is several values;
     ``joins`` says several items may be one list value ([0, 1, 2] written out as items);
@@ -89,6 +103,17 @@ class Domain:
 # ---------------------------------------------------------------------------------------------
 # numbers
 # ---------------------------------------------------------------------------------------------
+#: words that may sit next to a bare number without naming another unit
+_FILLER = frozenset(tokens("default baseline value values about around approx approximately roughly only just "
+                           "e.g. eg set to use using with of the a an at than smaller larger higher lower "
+                           "small large high low new old from fixed constant paper original"))
+
+
+def _numeric(word: str) -> bool:
+    """Part of a number as :func:`tokens` splits it ("1e" and "7" of "1e-7", "50k")."""
+    return any(ch.isdigit() for ch in word)
+
+
 @dataclass
 class NumberDomain(Domain):
     """A float or int knob with a plausible range and unit words ("steps", "directions")."""
@@ -129,9 +154,12 @@ class NumberDomain(Domain):
             value = int(value)
         if not self.lo <= value <= self.hi:
             return Misfit(f"{_fmt(value)} is outside the plausible range of {self.knob} ({_fmt(self.lo)}..{_fmt(self.hi)})")
-        rest = words
-        unit = any(u in rest for u in self.units) or any(
+        units = {u for u in (tokens(u)[0] for u in self.units if tokens(u))}
+        unit = any(w in units for w in words) or any(
             re.search(rf"(?<![a-z]){re.escape(s)}\s*[=:]", normalise(text)) for s in self.symbols)
+        other = [w for w in words if not _numeric(w) and len(w) > 1 and w not in units and w not in _FILLER]
+        if other and not unit:  # "16 demonstrations" is a number of demonstrations, not of steps
+            return Misfit(f"{text!r}: the number comes with words ({' '.join(other)}) that are not {self.knob} units")
         return Value({self.knob: value}, 1.0 if unit else 0.5)
 
 
@@ -163,7 +191,8 @@ class Vocabulary(Domain):
             return None
         for alias, value in self._table:
             if alias and contains(words, alias, gap=self.gap if len(alias) > 1 else 0):
-                return value, 1.0, len(alias)
+                common = len(alias) == 1 and alias[0] in _COMMON  # "half", "linear": ordinary words too
+                return value, 0.6 if common and len(words) > 1 else 1.0, len(alias)
         if self.fuzzy:
             joined = " ".join(words)
             best = max(((fuzz.ratio(joined, " ".join(a)), len(a), i) for i, (a, _) in enumerate(self._table) if a),
@@ -311,7 +340,7 @@ class TrainSizeDomain(Domain):
         if len(found) != 1 or found[0].value != int(found[0].value) or not self.lo <= found[0].value <= self.hi:
             return Misfit(f"{text!r} is not {self.describe} ({self.lo}..{self.hi})")
         n = int(found[0].value)
-        value, part = normalise(text), normalise(ctx.part)
+        value, part = normalise(text), normalise(ctx.ablated)
         unit_word = bool(_PER_CLASS.search(value) or _TOTAL.search(value)
                          or re.search(r"example|sample|instance|shot", value))
         if _TOTAL.search(value) or (not _PER_CLASS.search(value) and _TOTAL.search(part)):
@@ -326,7 +355,8 @@ class TrainSizeDomain(Domain):
         return Value({"k_shot": None, "train_size": n}, fit)
 
 
-_INVERSE = re.compile(r"perturb|updat|touch|densit|dense|keep|kept|active|tuned|trained|selected")
+_INVERSE = re.compile(r"perturbed|perturb (?:only|just)|perturbing|updat|touch|densit|dense|keep|kept|active|tuned|"
+                      r"trained|selected")
 _DIRECT = re.compile(r"sparsit|sparse|zeroed|frozen|not perturbed|pruned|dropped")
 
 
@@ -346,15 +376,16 @@ class SparsityDomain(Domain):
         frac = n.value / 100 if n.percent or n.value > 1 else n.value
         if not 0 <= frac <= 1:
             return Misfit(f"{text!r} is not {self.describe}")
-        value, part = normalise(text), normalise(ctx.part)
-        if _DIRECT.search(value):
-            inverse = False
-        elif _INVERSE.search(value):
-            inverse = True
-        else:
-            inverse = bool(_INVERSE.search(part)) and not _DIRECT.search(part)
+        inverse = False
+        for where in (text, ctx.ablated, ctx.title):  # the value says most, then the part, then the title
+            words = normalise(where)
+            if _INVERSE.search(words) or _DIRECT.search(words):
+                inverse = bool(_INVERSE.search(words)) and not _DIRECT.search(words)
+                break
+        value = normalise(text)
         sparsity = round(1 - frac, 10) if inverse else frac
         if not 0 <= sparsity < 1:
             return Misfit(f"{text!r} would leave no weight perturbed (sparsity {sparsity:g})")
         note = f"{_fmt(frac)} of the weights perturbed is sparsity {sparsity:g}" if inverse else ""
-        return Value({"sparsity": sparsity}, 1.0 if (n.percent or "sparsit" in value or inverse) else 0.5, note)
+        said = "sparsit" in value or "sparse" in value or bool(_INVERSE.search(value))
+        return Value({"sparsity": sparsity}, 1.0 if said else 0.5, note)

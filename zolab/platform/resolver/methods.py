@@ -117,6 +117,26 @@ class MethodDomain(Vocabulary):
             return base, "the ablation changes the update applied to the baseline's gradient estimate"
         return "fo", "plain SGD/Adam are the first-order (backpropagation) optimizers"
 
+    @staticmethod
+    def _numbers_left(text: str, changes: dict[str, Any]) -> dict[str, Any] | Misfit:
+        """Numbers in a method value set what they name ("ICL with 32 demonstrations", "momentum
+        0.9"); a number the method cannot place is a misfit, never silently dropped."""
+        from zolab.platform.resolver.text import numbers
+
+        left = numbers(re.sub(r"\b(?:zo|fo)[- ]?\w*|\bone[- ]point\b|\btwo[- ]point\b", " ", text, flags=re.IGNORECASE))
+        if not left:
+            return changes
+        method = changes.get("method")
+        demos = re.search(r"(\d+)[\s-]*(?:demo|demonstration|example|shot)", text, re.IGNORECASE)
+        if method == "icl" and demos and len(left) == 1:
+            return {**changes, "icl_demos": int(demos.group(1))}
+        moment = re.search(r"momentum\D{0,12}?(0?\.\d+)", text, re.IGNORECASE)
+        if method in ("zo-momentum", "fo-sgd") and moment and len(left) == 1:
+            return {**changes, "momentum": float(moment.group(1))}
+        shown = ", ".join(f"{n.value:g}" for n in left)
+        return Misfit(f"{text!r}: the number(s) {shown} are not a setting of {method or 'the optimizer'}; "
+                      "give them in an ablation of their own")
+
     def read(self, text: str, ctx: Context) -> Reading:
         found = self.match(text)
         if found is None:
@@ -124,16 +144,24 @@ class MethodDomain(Vocabulary):
         value, fit, span = found
         if isinstance(value, dict):
             changes = dict(value)
-            if changes.get("method") == "icl" and (demos := re.search(r"(\d+)\s*(?:demo|example|shot)", text, re.IGNORECASE)):
-                changes["icl_demos"] = int(demos.group(1))
-            return Value(changes, fit, span=span)
+            if changes.get("method") == "zo-sgd" and ctx.base.get("method") in ("mezo", "zo-sgd"):
+                changes["method"] = ctx.base["method"]  # MeZO is ZO-SGD (in place): the same optimizer
+            rest = self._numbers_left(text, changes)
+            if isinstance(rest, Misfit):
+                return rest
+            return Value(rest, fit, span=span)
         zo, fo = _RULES[value]
         family, why = self.family(text, ctx)
         method = zo if family == "zo" else fo
         if method is None:
             return Misfit(f"{text!r}: zolab has no first-order {value} optimizer")
         said = why.startswith("the value says")  # "Adam with backprop" names its method fully
-        return Value({"method": method}, fit if said else fit * 0.9, f"{text!r} read as {method}: {why}", span=span)
+        changes = self._numbers_left(text, {"method": method})
+        if isinstance(changes, Misfit):
+            return changes
+        # a family word and an update rule together name one method fully: two words of evidence
+        return Value(changes, fit if said else fit * 0.9, f"{text!r} read as {method}: {why}",
+                     span=max(span, 2) if said else span)
 
 
 def zo_contradiction(changes: dict[str, Any], value: str, ctx: Context) -> str | None:

@@ -132,11 +132,13 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
         "memory efficient in place", "memory efficient in place operation", "memory efficient perturbation",
         "memory efficient operation", ("memory saving", 0.9), "seed trick", "random seed trick", "resampling z",
         "regenerating z", "seed based regeneration", "regeneration of z", ("regeneration", 0.9),
-        "materialized z", "storing perturbation", ("memory efficiency", 0.7), "regenerated z"),
+        "materialized z", "storing perturbation", ("memory efficiency", 0.7), "regenerated z",
+        ("memory efficient", 0.9), ("regenerated", 0.9), "regenerated on the fly"),
         domain=_bool(("in place", "regenerate", "seed trick", "regenerated from the seed"),
                      ("naive", "naive zo sgd", "materialised", "materialized", "stored z", "store z",
                       "store the perturbation", "explicit z", "not in place", "out of place", "stored",
-                      "materialize", "keep z", "kept in memory", "keep z in memory", "store"),
+                      "materialize", "keep z", "kept in memory", "keep z in memory", "store", "stored in memory",
+                      "precomputed z"),
                      "in_place"),
         remove=TO, remove_to=False, add_values=(True,), zo_only=True),
     Component("estimator", "gradient estimator", "estimator", names(
@@ -211,7 +213,7 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
         domain=NumberDomain("lora_alpha", 1, 1024, integer=True, symbols=("alpha",)), peft="lora"),
     Component("prefix_tokens", "prefix length", "prefix_tokens", names(
         "number of prefix token", "prefix token", "prefix length", "virtual token", "soft prompt length",
-        "prefix size"),
+        "prefix size", "soft prompt token", "number of soft prompt token"),
         domain=NumberDomain("prefix_tokens", 1, 512, integer=True, units=("token",)), peft="prefix"),
     Component("objective", "training objective", "objective", names(
         "objective", "training objective", "loss", "loss function", "training loss", "non differentiable objective",
@@ -309,7 +311,8 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
     Component("layerwise_adaptive", "layer-wise adaptive step size", None, names(
         "layer wise adaptive", "layer wise adaptive optimization", "layer wise adaptive learning rate",
         "layer wise adaptive step size", "layer wise learning rate", "layer wise step size", "per layer learning rate",
-        "layer wise", "layerwise", "per layer", "layerwise adaptation", "layer wise scaling"),
+        "layer wise", "layerwise", "per layer", "layerwise adaptation", "layer wise scaling",
+        "layer wise learning rate decay", "layer wise decay", "llrd"),
         remove=ABSENT, absent="zolab has no layer-wise adaptive step-size setting",
         absent_remove="{method} has no layer-wise adaptive step size; removing it changes nothing"),
     *(Component(key, title, None, names(*phrases), remove=ABSENT, absent=absent, absent_remove=removed)

@@ -241,6 +241,24 @@ def _prefer_longest_words(readings: list[Reading]) -> None:
             r.fit *= SHADOWED
 
 
+#: a part that names a component this strongly ...
+NAMED = 0.8
+#: ... is not overruled by a reading that its name does not support
+UNNAMED = 0.3
+
+
+def _no_value_only_over_a_named_part(scored: list[_Scored]) -> None:
+    """When the ablated part clearly names a component that cannot read the values, a reading
+    that rests on the values alone stays below the threshold (the user picks it), unless a name
+    of several words in the value supports it ("linear probing"). "half as many steps" is not
+    float16 because "half" is also a dtype word."""
+    if not any(s.name.score >= NAMED and s.reading.unreadable for s in scored):
+        return
+    for s in scored:
+        if s.name.score < UNNAMED and s.reading.runnable and max((sp for _, sp in s.reading.spans), default=0) < 2:
+            s.score = min(s.score, round(THRESHOLD - 0.01, 3))
+
+
 def _adds(rival: Reading, top: Reading, base: Mapping[str, Any]) -> bool:
     """Whether ``rival`` would run a variant that ``top`` does not (else it is no competitor)."""
     if not rival.runnable:
@@ -261,8 +279,9 @@ def resolve(ablation: Ablation, baseline: Any, *, component: str | None = None) 
     names = {m.component: m for m in name_evidence(ablation.ablated_part, ablation.name)}
     readings = [read(comp, ablation, base, ctx) for comp in COMPONENTS.values()]
     _prefer_longest_words(readings)
-    ranked = sorted((_Scored(r, names[r.component.key], round(_score(names[r.component.key].score, r), 3))
-                     for r in readings), key=lambda s: -s.score)
+    scored = [_Scored(r, names[r.component.key], round(_score(names[r.component.key].score, r), 3)) for r in readings]
+    _no_value_only_over_a_named_part(scored)
+    ranked = sorted(scored, key=lambda s: -s.score)
     forced = component or ablation.component
     if forced:
         key = canonical_component(forced)

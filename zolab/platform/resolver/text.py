@@ -30,6 +30,7 @@ share proportion optimization optimisation its their our this that how what comp
 mechanism module design variant option configuration implementation operation choice trick formulation
 remove removing removal replace replacing replacement add adding without no ablate ablated effect vary varying
 compare comparing swap use using change changing impact test testing more less different alternative
+layer module
 """)
 #: fixed expressions whose inner word is a separator: kept as one word
 _JOINED = re.compile(r"\b(in|per|on|one|two)[ -](place|context|layer|class|label|element|device|point|sided)\b")
@@ -195,10 +196,13 @@ def phrase_score(phrase: Phrase, name: tuple[str, ...]) -> float:
         first, last = owner[start], owner[end - 1]
         span = [w for i in range(first, last + 1) for w in phrase.chunks[i]]
         content = [w for w in span if w not in GENERIC] or span
-        covered = min(1.0, len([w for w in name if w not in GENERIC] or name) / max(len(content), 1))
+        specific = [w for w in name if w not in GENERIC]
+        covered = min(1.0, len(specific) / max(len(content), 1))
         chunk_end = sum(len(c) for c in phrase.chunks[:last + 1])
         head = 1.0 if all(w in SYMBOLS or w in GENERIC or w.isdigit() for w in words[end:chunk_end]) else 0.0
         score = 0.5 + 0.25 * covered + 0.25 * head
+        if not specific:  # a name of generic words only ("layer") says little about "dropout layers"
+            score *= 0.6
         if fuzzy:
             score *= 0.9
         if not (first <= phrase.focus <= last) and last not in phrase.appositions:
