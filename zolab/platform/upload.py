@@ -22,7 +22,7 @@ from zolab.db.errors import IntegrityConflictError
 from zolab.db.repo import plans as repo
 from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
-from zolab.platform.components import NOT_RUN, Resolution, canonical_component, pick_index, resolve_plan
+from zolab.platform.components import NOT_RUN, Resolution, parse_overrides, resolve_plan
 from zolab.platform.errors import Issue, PlanError
 from zolab.platform.parsers import load_source
 from zolab.platform.plan import Plan
@@ -65,22 +65,9 @@ def content_hash(plan: Plan) -> str:
 
 
 def _apply_overrides(plan: Plan, overrides: Mapping[str, str]) -> None:
-    """``{ablation name or 1-based number: component}`` -> each ablation's ``component`` (the user's pick)."""
-    issues = []
-    for name, component in overrides.items():
-        index = pick_index(plan, name)
-        if index is None:
-            issues.append(Issue(f"override for unknown ablation {name!r}; ablations: "
-                                + ", ".join(a.name for a in plan.ablations), plan._source, field="overrides"))
-            continue
-        try:
-            plan.ablations[index].component = canonical_component(component)
-        except ValueError as exc:
-            where = plan.locate(("ablations", index, "component"))
-            issues.append(Issue(f"override for {plan.ablations[index].name!r}: {exc}", where.file, where.line,
-                                where.column, where.field))
-    if issues:
-        raise PlanError(issues)
+    """The user's picks become each ablation's ``component`` (so they are part of the content hash)."""
+    for index, component in parse_overrides(plan, overrides).items():
+        plan.ablations[index].component = component
 
 
 def prepare(

@@ -34,6 +34,7 @@ from zolab.platform.resolver.resolve import (
     find_component,
     match_component,
     name_evidence,
+    parse_overrides,
     pick_index,
     resolve,
     resolve_plan,
@@ -41,5 +42,6 @@ from zolab.platform.resolver.resolve import (
 
 __all__ = ["COMPONENTS", "MARGIN", "METHOD_NAMES", "NOT_RUN", "RUNNABLE", "SETTABLE", "STATUSES", "THRESHOLD",
            "Candidate", "Component", "Match", "Reading", "Resolution", "canonical_component", "change_label",
-           "component_names", "find_component", "match_component", "name_evidence", "pick_index", "resolve",
+           "component_names", "find_component", "match_component", "name_evidence", "parse_overrides", "pick_index",
+           "resolve",
            "resolve_plan"]

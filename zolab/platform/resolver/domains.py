@@ -311,9 +311,6 @@ class BetasDomain(Domain):
             return Misfit(f"{text!r}: one value, but which beta (beta1 or beta2)?")
         return Misfit(f"{text!r} is not {self.describe}")
 
-    def split_items(self, items: list[str]) -> list[str]:
-        return items
-
 
 _PER_CLASS = re.compile(r"per[- ](?:class|label|category)|\bk\s*[-=]?\s*shot|\bshots?\b|\bk\b|each class|every class")
 _TOTAL = re.compile(r"\bin total\b|\btotal\b|\boverall\b|\baltogether\b|\bwhole\b|\bfull (?:training )?(?:set|data)")

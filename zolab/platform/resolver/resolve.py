@@ -324,9 +324,9 @@ def pick_index(plan: Plan, name: str) -> int | None:
     return None
 
 
-def resolve_plan(plan: Plan, overrides: Mapping[str, str] | None = None) -> list[Resolution]:
-    """Resolve every ablation. Only the overrides can be refused (a PlanError naming them): what an
-    ablation says never refuses the plan; it makes that ablation ``unresolved`` or ``ambiguous``."""
+def parse_overrides(plan: Plan, overrides: Mapping[str, str] | None) -> dict[int, str]:
+    """``{ablation name or 1-based number: component}`` -> ``{index: component key}``; a name that is
+    no ablation, or a component that does not exist, is a PlanError naming it (nothing else is)."""
     from zolab.platform.errors import Issue, PlanError
 
     picks: dict[int, str] = {}
@@ -345,9 +345,16 @@ def resolve_plan(plan: Plan, overrides: Mapping[str, str] | None = None) -> list
                                 where.column, where.field))
     if issues:
         raise PlanError(issues)
+    return picks
+
+
+def resolve_plan(plan: Plan, overrides: Mapping[str, str] | None = None) -> list[Resolution]:
+    """Resolve every ablation. Only the overrides can be refused (a PlanError naming them): what an
+    ablation says never refuses the plan; it makes that ablation ``unresolved`` or ``ambiguous``."""
+    picks = parse_overrides(plan, overrides)
     return [resolve(ab, plan.baseline, component=picks.get(i)) for i, ab in enumerate(plan.ablations)]
 
 
 __all__ = ["MARGIN", "NOT_RUN", "RUNNABLE", "STATUSES", "THRESHOLD", "TITLE_WEIGHT", "Candidate", "Match",
            "Resolution", "canonical_component", "change_label", "component_names", "find_component",
-           "match_component", "name_evidence", "pick_index", "resolve", "resolve_plan"]
+           "match_component", "name_evidence", "parse_overrides", "pick_index", "resolve", "resolve_plan"]
