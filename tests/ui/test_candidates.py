@@ -66,3 +66,22 @@ def test_an_unpicked_plan_saves_with_the_ambiguous_ablation_not_run(page, sqlite
         assert [r.status for r in rows] == ["resolved", "ambiguous"]
         assert {c["component"] for c in rows[1].candidates} >= {"eps", "lr"}
         assert all("sizes" not in v.ablations for v in plan.variants)
+
+
+RESPONSE = b"""<discussion>
+Two ablations of MeZO.
+</discussion>
+<predictions>
+{"name": "eps", "ablated_part": "perturbation scale", "action": "REPLACE", "replacement": [0.01], "metrics": ["accuracy"]}
+{"name": "sizes", "ablated_part": "step size and perturbation size", "action": "REPLACE", "replacement": [0.01], "metrics": ["accuracy"]}
+</predictions>
+"""
+
+
+def test_a_raw_planner_response_uploads_and_offers_its_candidates(page):
+    at = page("plans")
+    at.file_uploader(key="plan_file").upload("response.txt", RESPONSE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("ablationbench plan" in s.value for s in at.success)
+    assert list(_table(at)["status"]) == ["resolved", "ambiguous"]
+    assert button_key(1, "lr") in {b.key for b in at.button}
