@@ -76,11 +76,50 @@ def test_validate_table_and_unresolved_exit_code(tmp_path: Path):
     assert result.exit_code == 0
     assert "MeZO has no layer-wise adaptive step size" in result.stdout and "no_op" in result.stdout
     path = tmp_path / "u.jsonl"
-    path.write_text('{"name": "[bold]x[/]", "ablated_part": "dropout rate", "action": "REMOVE"}\n')
+    path.write_text('{"name": "[bold]x[/]", "ablated_part": "colour of the loss curve", "action": "REMOVE"}\n'
+                    '{"name": "sizes", "ablated_part": "step size and perturbation size", "action": "REPLACE", '
+                    '"replacement": [0.01]}\n')
     result = run("validate", str(path), "--baseline", str(FIX / "eq_baseline.yaml"))
-    assert result.exit_code == 1 and "unresolved" in result.stderr
+    assert result.exit_code == 0, result.stderr  # unsettled ablations are listed, not a refusal
+    out = " ".join(result.stdout.split())
     assert "[bold]x[/]" in result.stdout  # plan text printed escaped, not as markup
-    assert run("validate", str(path), "--allow-unresolved").exit_code == 0
+    assert "not run [bold]x[/] (unresolved)" in out and "not run sizes (ambiguous)" in out
+    assert "#2 sizes is ambiguous: candidates:" in out
+    assert "runs lr=0.01" in out and "runs eps=0.01" in out and "pick one: --set-component 2=" in out
+    strict = run("validate", str(path), "--baseline", str(FIX / "eq_baseline.yaml"), "--strict")
+    assert strict.exit_code == 1 and "--strict" in strict.stderr and "sizes" in strict.stderr
+    assert run("validate", str(path), "--allow-unresolved").exit_code == 0  # old scripts keep working
+    picked = run("validate", str(path), "--baseline", str(FIX / "eq_baseline.yaml"), "--json",
+                 "--set-component", "sizes=eps")
+    report = json.loads(picked.stdout)
+    assert [a["status"] for a in report["ablations"]] == ["unresolved", "resolved"]
+    assert report["ablations"][1]["changes"] == [{"label": "eps=0.01", "changes": {"eps": 0.01}}]
+    assert report["pending"] == ["[bold]x[/]"]
+    assert all(c["score"] < 0.7 for c in report["ablations"][0]["candidates"])  # weak readings, shown not run
+
+
+def test_upload_stores_unsettled_ablations_and_says_so_per_ablation(tmp_path: Path, sqlite_url: str):
+    path = tmp_path / "u.jsonl"
+    path.write_text('{"name": "eps", "ablated_part": "perturbation scale", "action": "REPLACE", "replacement": [0.1]}\n'
+                    '{"name": "sizes", "ablated_part": "step size and perturbation size", "action": "REPLACE", '
+                    '"replacement": [0.01]}\n')
+    up = run("upload", str(path), "--db", sqlite_url, "--baseline", str(FIX / "eq_baseline.yaml"))
+    assert up.exit_code == 0 and "plan_id=1" in up.stdout
+    lines = [ln for ln in up.stdout.splitlines() if ln.startswith("not run")]
+    assert len(lines) == 1 and lines[0].startswith("not run sizes (ambiguous)")
+    shown = run("show", "1", "--db", sqlite_url)
+    assert "#2 sizes is ambiguous: candidates:" in " ".join(shown.stdout.split())
+    data = json.loads(run("show", "1", "--db", sqlite_url, "--json").stdout)
+    assert {c["component"] for c in data["ablations"][1]["candidates"]} >= {"lr", "eps"}
+    expanded = json.loads(run("expand", "1", "--db", sqlite_url, "--json").stdout)
+    assert expanded["skipped"][0]["name"] == "sizes" and expanded["skipped"][0]["status"] == "ambiguous"
+    # the pick is a new plan content (the component is part of it): uploaded as plan 2 with the variant
+    again = run("upload", str(path), "--db", sqlite_url, "--baseline", str(FIX / "eq_baseline.yaml"),
+                "--set-component", "2=lr")
+    assert again.exit_code == 0 and "plan_id=2" in again.stdout and "not run" not in again.stdout
+    strict = run("upload", str(path), "--db", tmp_path.joinpath("s.db").as_posix(), "--strict",
+                 "--baseline", str(FIX / "eq_baseline.yaml"))
+    assert strict.exit_code == 1 and "ambiguous" in strict.stderr
 
 
 def test_bad_options_exit_1(tmp_path: Path):

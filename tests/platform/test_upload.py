@@ -1,4 +1,5 @@
-"""Upload on SQLite and PostgreSQL: idempotent by content, unresolved refused, one transaction."""
+"""Upload on SQLite and PostgreSQL: idempotent by content, one transaction; an ablation the
+resolver cannot settle is stored (with its candidates) and not run, never a refused plan."""
 
 from __future__ import annotations
 
@@ -24,9 +25,13 @@ ablations:
     ablated_part: perturbation scale
     action: REPLACE
     replacement: [0.01]
-  - name: dropout
-    ablated_part: dropout in the attention blocks
+  - name: no optimizer
+    ablated_part: the optimizer
     action: REMOVE
+  - name: sizes
+    ablated_part: step size and perturbation size
+    action: REPLACE
+    replacement: [0.01]
 """
 
 
@@ -68,36 +73,58 @@ def test_stored_plan_ablations_and_variants(db_url: str) -> None:
         assert variants[8].config["prompt"] is False
 
 
-def test_unresolved_is_refused_and_nothing_written(db_url: str) -> None:
+def test_strict_refuses_unsettled_ablations_and_writes_nothing(db_url: str) -> None:
     with pytest.raises(PlanError) as err:
-        upload_plan(UNRESOLVED, filename="u.yaml", url=db_url)
-    assert "ablation 'dropout' is unresolved" in str(err.value)
+        upload_plan(UNRESOLVED, filename="u.yaml", url=db_url, allow_unresolved=False)
+    assert "ablation 'no optimizer' is unresolved" in str(err.value)
     assert err.value.line == 12 and err.value.field == "ablations[1].ablated_part"
+    assert "ablation 'sizes' is ambiguous" in str(err.value) and "e.g. one of" in str(err.value)
     assert _rows(db_url) == {"plans": 0, "ablations": 0, "variants": 0}
 
 
-def test_allow_unresolved_stores_it_marked_and_unscheduled(db_url: str) -> None:
-    result = upload_plan(UNRESOLVED, filename="u.yaml", url=db_url, allow_unresolved=True)
+def test_one_unreadable_ablation_uploads_with_the_rest_runnable(db_url: str) -> None:
+    result = upload_plan(UNRESOLVED, filename="u.yaml", url=db_url)  # the default: stored, not run
+    assert [line.split(" is ")[0] for line in result.prepared.not_run_lines()] == [
+        "not run: 'no optimizer'", "not run: 'sizes'"]
     with session_scope(db_url) as s:
         abl = repo.plan_ablations(s, result.plan_id)
-        assert [a.status for a in abl] == ["resolved", "unresolved"]
+        assert [a.status for a in abl] == ["resolved", "unresolved", "ambiguous"]
+        assert abl[0].candidates == [] and abl[1].changes == [] and abl[2].changes == []
+        cands = abl[2].candidates
+        assert [c["component"] for c in cands][:2] in (["lr", "eps"], ["eps", "lr"])
+        assert {c["changes"][0]["label"] for c in cands[:2]} == {"lr=0.01", "eps=0.01"}
+        assert all(set(c) == {"component", "score", "status", "changes", "why"} for c in cands)
+        pending = repo.pending_ablations(s, result.plan_id)
+        assert [(p.position, p.name, p.status) for p in pending] == [(1, "no optimizer", "unresolved"),
+                                                                     (2, "sizes", "ambiguous")]
+        assert pending[1].candidates == cands
         variants = repo.plan_variants(s, result.plan_id)
-        assert all("dropout" not in v.ablations for v in variants)
+        assert all("sizes" not in v.ablations and "no optimizer" not in v.ablations for v in variants)
         assert [v.label for v in variants] == ["baseline", "eps=0.01"]
+    from zolab.platform.scheduler import expand
+
+    exp = expand(db_url, result.plan_id)
+    assert {s.name: s.status for s in exp.skipped} == {"no optimizer": "unresolved", "sizes": "ambiguous"}
+    assert len(exp.jobs) == 2  # baseline and eps=0.01 on one task x one seed
 
 
 def test_overrides_resolve_and_change_the_content_hash(db_url: str) -> None:
     plain = prepare(UNRESOLVED, filename="u.yaml")
-    forced = prepare(UNRESOLVED, filename="u.yaml", overrides={"dropout": "prompt"})
+    forced = prepare(UNRESOLVED, filename="u.yaml", overrides={"sizes": "eps"})
     assert plain.content_hash != forced.content_hash
-    result = upload_plan(UNRESOLVED, filename="u.yaml", url=db_url, overrides={"dropout": "prompt"})
+    by_number = prepare(UNRESOLVED, filename="u.yaml", overrides={"3": "eps"})  # NAME may be its number
+    assert by_number.content_hash == forced.content_hash
+    result = upload_plan(UNRESOLVED, filename="u.yaml", url=db_url, overrides={"sizes": "eps"})
     with session_scope(db_url) as s:
         abl = repo.plan_ablations(s, result.plan_id)
-        assert (abl[1].component, abl[1].status, abl[1].overridden) == ("prompt", "resolved", True)
+        assert (abl[2].component, abl[2].status, abl[2].overridden) == ("eps", "resolved", True)
+        assert abl[2].candidates == [] and abl[2].changes == [{"label": "eps=0.01", "changes": {"eps": 0.01}}]
     with pytest.raises(PlanError, match="override for unknown ablation 'nope'"):
         prepare(UNRESOLVED, filename="u.yaml", overrides={"nope": "eps"})
+    with pytest.raises(PlanError, match="override for unknown ablation '9'"):
+        prepare(UNRESOLVED, filename="u.yaml", overrides={"9": "eps"})
     with pytest.raises(PlanError, match="known: optimizer"):
-        prepare(UNRESOLVED, filename="u.yaml", overrides={"dropout": "dropout"})
+        prepare(UNRESOLVED, filename="u.yaml", overrides={"sizes": "flux"})
 
 
 def test_list_plans_counts_jobs_by_status(db_url: str) -> None:

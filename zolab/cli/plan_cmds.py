@@ -1,7 +1,10 @@
 """``zolab plan validate|upload|list|show|expand``: plans from files to the database.
 
 Exit codes: 0 ok, 1 bad input or refused (each problem on its own line with file:line:column and
-field), 2 database/internal error. Plan text is printed escaped (it may contain rich markup).
+field), 2 database/internal error. An ablation the resolver cannot settle (``unresolved`` or
+``ambiguous``) does not refuse the plan: it is listed with its candidates, stored and not run, and
+``--set-component NAME=COMPONENT`` picks a reading (``--strict`` refuses such plans instead).
+Plan text is printed escaped (it may contain rich markup).
 """
 
 from __future__ import annotations
@@ -23,11 +26,19 @@ BASELINE_OPTION = typer.Option(
 )
 TASKS_OPTION = typer.Option(None, "--tasks", help="Comma-separated tasks, replacing the plan's (e.g. sst2,rte).")
 SEEDS_OPTION = typer.Option(None, "--seeds", help="Comma-separated integer seeds, replacing the plan's.")
-FORMAT_OPTION = typer.Option(None, "--format", help="yaml | jsonl | markdown (default: from extension/content).")
+FORMAT_OPTION = typer.Option(
+    None, "--format", help="yaml | jsonl | markdown | ablationbench (the raw planner response with "
+                           "<discussion>/<predictions>); default: from the extension and the content.")
 OVERRIDE_OPTION = typer.Option(
-    None, "--override", "-o", help="ABLATION=COMPONENT: force an ablation's component (repeatable)."
-)
-STATUS_STYLE = {"resolved": "green", "inverted": "cyan", "no_op": "yellow", "unresolved": "red"}
+    None, "--set-component", "--override", "-o",
+    help="NAME=COMPONENT: use this component's reading for the ablation NAME (its name or its number in the "
+         "table), e.g. one of the candidates listed for an ambiguous ablation (repeatable).")
+STRICT_OPTION = typer.Option(False, "--strict", help="Refuse the plan (exit 1) if any ablation is unresolved "
+                                                     "or ambiguous, instead of storing it as not run.")
+LEGACY_ALLOW = typer.Option(False, "--allow-unresolved", hidden=True,
+                            help="Kept for old scripts: unresolved ablations are stored as not run by default.")
+STATUS_STYLE = {"resolved": "green", "inverted": "cyan", "no_op": "yellow", "ambiguous": "magenta",
+                "unresolved": "red"}
 
 
 def _csv(value: str | None, kind: str) -> list[Any] | None:
@@ -47,7 +58,8 @@ def _overrides(values: list[str] | None) -> dict[str, str]:
     for item in values or []:
         name, sep, comp = item.rpartition("=")
         if not sep or not name.strip() or not comp.strip():
-            fail(f"--override must be ABLATION=COMPONENT, got {item!r}", EXIT_BAD_INPUT)
+            fail(f"--set-component must be NAME=COMPONENT (NAME: the ablation's name or number), got {item!r}",
+                 EXIT_BAD_INPUT)
         out[name.strip()] = comp.strip()
     return out
 
@@ -109,13 +121,41 @@ def _resolution_table(rows: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
+def _candidate_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """For every unresolved/ambiguous ablation: its top candidates and the option that picks one."""
+    lines = []
+    for i, r in enumerate(rows, start=1):
+        if r["status"] not in ("ambiguous", "unresolved"):
+            continue
+        cands = r.get("candidates") or []
+        lines.append(f"[bold]#{i} {escape(r['name'])}[/] is [{STATUS_STYLE[r['status']]}]{r['status']}[/]: "
+                     + ("candidates:" if cands else "no reading can run; fix the ablation or set 'component:'"))
+        for j, c in enumerate(cands, start=1):
+            runs = ", ".join(ch["label"] for ch in c["changes"]) or "-"
+            lines.append(f"  {j}. {escape(c['component'])} ({c['score']:.2f}) runs {escape(runs)} "
+                         f"- {escape(c['why'])}")
+        if cands and cands[0]["score"] >= 0.5:
+            pick = f"{i}={cands[0]['component']}"
+            lines.append(f"  pick one: --set-component {escape(pick)}")
+    return lines
+
+
+def _not_run_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One plain line per ablation that adds no jobs, with the reason."""
+    from zolab.platform.components import NOT_RUN
+
+    return [f"[yellow]not run[/] {escape(r['name'])} ({r['status']}): {escape(r['explanation'])}"
+            for r in rows if r["status"] in NOT_RUN]
+
+
 def _report(prepared) -> dict[str, Any]:
     ablations = []
     for ab, res in zip(prepared.plan.ablations, prepared.resolutions):
         ablations.append({**res.to_dict(), "ablated_part": ab.ablated_part, "action": ab.action.value,
                           "replacement": list(ab.replacement), "metrics": list(ab.metrics or [])})
     return {
-        "ok": not prepared.unresolved, "format": prepared.format, "file": prepared.filename,
+        "ok": not prepared.unresolved, "pending": [r.ablation for r in prepared.unresolved],
+        "format": prepared.format, "file": prepared.filename,
         "content_hash": prepared.content_hash, "plan": prepared.plan.canonical(), "ablations": ablations,
         "variants": [v.to_dict() for v in prepared.variants],
     }
@@ -139,9 +179,11 @@ def validate_cmd(
     seeds: str | None = SEEDS_OPTION,
     fmt: str | None = FORMAT_OPTION,
     override: list[str] | None = OVERRIDE_OPTION,
-    allow_unresolved: bool = typer.Option(False, "--allow-unresolved", help="Exit 0 even with unresolved ablations."),
+    strict: bool = STRICT_OPTION,
+    allow_unresolved: bool = LEGACY_ALLOW,
 ) -> None:
-    """Parse, validate and resolve a plan; show how each ablation maps to runner config changes.
+    """Parse, validate and resolve a plan; show how each ablation maps to runner config changes,
+    and the candidates of every ablation that is unresolved or ambiguous.
 
     A YAML file without ``name`` and ``ablations`` is a baseline file (for ``--baseline``) and is
     validated as one.
@@ -164,19 +206,23 @@ def validate_cmd(
     else:
         _print_plan_header(prepared.plan, prepared.format, prepared.filename)
         console.print(_resolution_table(report["ablations"], "Ablations"))
+        for line in _candidate_lines(report["ablations"]):
+            console.print(line)
         n_jobs = len(prepared.variants) * len(prepared.plan.tasks) * len(prepared.plan.seeds)
         console.print(f"{len(prepared.variants)} variants (baseline included) x {len(prepared.plan.tasks)} tasks "
                       f"x {len(prepared.plan.seeds)} seeds = {n_jobs} runs")
-    if prepared.unresolved and not allow_unresolved:
+        for line in _not_run_lines(report["ablations"]):
+            console.print(line)
+    if prepared.unresolved and strict:
         names = ", ".join(r.ablation for r in prepared.unresolved)
-        fail(f"unresolved ablations (set 'component:' or use --allow-unresolved): {names}", EXIT_BAD_INPUT)
+        fail(f"--strict: unresolved or ambiguous ablations (pick with --set-component): {names}", EXIT_BAD_INPUT)
 
 
 @plan_app.command("upload")
 def upload_cmd(
     file: str = typer.Argument(..., help="Plan file: YAML, AblationBench JSONL or LM-planner markdown."),
-    allow_unresolved: bool = typer.Option(False, "--allow-unresolved",
-                                          help="Store unresolved ablations (marked, never scheduled)."),
+    strict: bool = STRICT_OPTION,
+    allow_unresolved: bool = LEGACY_ALLOW,
     db: str | None = DB_OPTION,
     baseline: str | None = BASELINE_OPTION,
     tasks: str | None = TASKS_OPTION,
@@ -184,14 +230,22 @@ def upload_cmd(
     fmt: str | None = FORMAT_OPTION,
     override: list[str] | None = OVERRIDE_OPTION,
 ) -> None:
-    """Validate, resolve and store a plan (the same content twice gives the same plan id)."""
+    """Validate, resolve and store a plan (the same content twice gives the same plan id).
+
+    Unresolved and ambiguous ablations are stored and not run (one line each says so); the rest run.
+    """
     from zolab.platform.upload import store
 
     prepared = guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
-    result = guard(lambda: store(prepared, url=db, allow_unresolved=allow_unresolved))
+    result = guard(lambda: store(prepared, url=db, allow_unresolved=not strict))
     verb = "stored as" if result.created else "already stored as"
     console.print(f"plan [bold]{escape(prepared.plan.name)}[/] {verb} id [bold]{result.plan_id}[/]: "
                   f"{len(prepared.resolutions)} ablations, {len(prepared.variants)} variants")
+    for line in _not_run_lines(_report(prepared)["ablations"]):
+        console.print(line)
+    if prepared.unresolved:
+        console.print(f"{len(prepared.unresolved)} ablation(s) wait for a pick: `zolab plan validate {escape(file)}` "
+                      "lists the candidates; upload again with --set-component NAME=COMPONENT")
     typer.echo(f"plan_id={result.plan_id}")
 
 
@@ -245,7 +299,7 @@ def show_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None
     rows = [{"name": a.name, "action": a.action, "component": a.component, "status": a.status,
              "confidence": a.confidence, "changes": a.changes, "explanation": a.explanation,
              "ablated_part": a.ablated_part, "replacement": a.replacement, "metrics": a.metrics,
-             "overridden": a.overridden} for a in ablations]
+             "overridden": a.overridden, "candidates": list(a.candidates or [])} for a in ablations]
     if as_json:
         typer.echo(json.dumps({"id": plan.id, "name": plan.name, "format": plan.format,
                                "content_hash": plan.content_hash, "plan": plan.plan_json, "ablations": rows,
@@ -259,6 +313,8 @@ def show_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None
     if plan.description:
         console.print(escape(plan.description[:500]))
     console.print(_resolution_table(rows, "Ablations"))
+    for line in _candidate_lines(rows):
+        console.print(line)
     if tuned:  # Optuna's best params per variant x task (zolab.platform.tuning)
         table = Table(title="Tuned hyperparameters (Optuna best trial)")
         for col in ("variant", "task", "params"):
@@ -275,7 +331,9 @@ def expand_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | No
     """The variants a stored plan runs (after resolution and merging duplicates); no jobs yet."""
     plan, ablations, variants = _load_stored(plan_id, db)
     base = next((v.config for v in variants if v.is_baseline), {})
-    skipped = [(a.name, a.status, a.explanation) for a in ablations if a.status in ("no_op", "unresolved")]
+    from zolab.platform.components import NOT_RUN
+
+    skipped = [(a.name, a.status, a.explanation) for a in ablations if a.status in NOT_RUN]
     if as_json:
         typer.echo(json.dumps({
             "plan_id": plan.id,

@@ -19,6 +19,9 @@ from zolab.cli.common import EXIT_BAD_INPUT, console, fail, guard
 
 DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
 DEMO_PLAN = "quickstart.yaml"
+SET_COMPONENT_OPTION = typer.Option(
+    None, "--set-component", help="NAME=COMPONENT: pick the reading of an unresolved or ambiguous ablation "
+                                  "(its name or number; see `zolab plan validate`), repeatable.")
 
 
 def _gib(n: float | None) -> str:
@@ -32,16 +35,21 @@ def _db(db: str | None) -> str:
 
 
 # -- plan resolution ------------------------------------------------------------------------------
-def resolve_plan(ref: str, url: str) -> int:
-    """A plan id from a file (uploaded first, idempotently), an id, or a stored plan's name."""
+def resolve_plan(ref: str, url: str, overrides: dict[str, str] | None = None) -> int:
+    """A plan id from a file (uploaded first, idempotently, with the user's component picks), an id,
+    or a stored plan's name. Ablations that will not run are named, one line each."""
     path = Path(ref)
     if path.is_file():
         from zolab.platform.upload import upload_plan
 
-        res = upload_plan(path, filename=str(path), url=url)
+        res = upload_plan(path, filename=str(path), url=url, overrides=overrides)
         state = "uploaded as" if res.created else "already stored as"
         console.print(f"plan {escape(res.prepared.plan.name)!s} {state} plan {res.plan_id}")
+        for line in res.prepared.not_run_lines():
+            console.print(escape(line))
         return res.plan_id
+    if overrides:
+        fail("--set-component applies to a plan file (it is uploaded with the picks), not to a stored plan")
     if ref.isdigit():
         return int(ref)
     from zolab.db.repo import plans as plans_repo
@@ -152,6 +160,7 @@ def run_cmd(
                                      "for jobs with device auto (default: this machine)."),
     lease_seconds: float = typer.Option(None, "--lease-seconds", help="Job lease (default 60 s or ZOLAB_LEASE_SECONDS)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs, CI)."),
+    set_component: list[str] | None = SET_COMPONENT_OPTION,
     db: str | None = DB_OPTION,
 ) -> None:
     """Expand a plan into jobs, check the budget, and run them (resumes a plan run before)."""
@@ -162,9 +171,11 @@ def run_cmd(
     url = _db(db)
 
     def act() -> None:
+        from zolab.cli.plan_cmds import _overrides
         from zolab.platform.scheduler import BudgetExceeded, expand, schedule
 
-        plan_id = guard(lambda: resolve_plan(plan, url))
+        picks = _overrides(set_component)
+        plan_id = guard(lambda: resolve_plan(plan, url, picks))
         exp = expand(url, plan_id, device=estimate_for)
         print_expansion(exp)
         if dry_run:

@@ -21,11 +21,12 @@ from zolab.db.models import Job, JobStage
 from zolab.db.repo import jobs as repo
 from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
+from zolab.platform.components import NOT_RUN
 from zolab.platform.estimates import JobEstimate, StepTimeModel, estimate_job
 from zolab.platform.queue import JobQueue
 from zolab.runners.config import RunConfig
 
-SKIPPED_STATUSES = ("no_op", "unresolved")
+SKIPPED_STATUSES = NOT_RUN  # no_op, ambiguous, unresolved: stored with the plan, never run
 
 
 class SchedulerError(Exception):

@@ -1,10 +1,12 @@
 """Upload: parse, validate, resolve and expand a plan completely, then store it in one transaction.
 
-Nothing is written unless the whole plan is good: parse/validation errors and ablations that
-can never run raise :class:`~zolab.platform.errors.PlanError`; unresolved ablations are refused
-with the list unless ``allow_unresolved`` (then stored with status ``unresolved`` and never
-scheduled). The content hash covers the normalised plan (overrides included), so the same plan
-uploaded twice returns the first plan's id and writes no rows.
+Only structural problems refuse a plan (syntax, missing fields, bad types, an override naming no
+ablation): they raise :class:`~zolab.platform.errors.PlanError` and nothing is written. What an
+ablation *says* never refuses it: an ablation the resolver cannot read, or reads two ways, is
+stored with status ``unresolved`` / ``ambiguous`` and its candidates, and is never scheduled; the
+other ablations run. ``allow_unresolved=False`` (the CLI's ``--strict``) refuses such plans instead.
+The content hash covers the normalised plan (overrides included), so the same plan uploaded twice
+returns the first plan's id and writes no rows.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from zolab.db.errors import IntegrityConflictError
 from zolab.db.repo import plans as repo
 from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
-from zolab.platform.components import Resolution, canonical_component, resolve_plan
+from zolab.platform.components import NOT_RUN, Resolution, parse_overrides, resolve_plan
 from zolab.platform.errors import Issue, PlanError
 from zolab.platform.parsers import load_source
 from zolab.platform.plan import Plan
@@ -41,7 +43,13 @@ class Prepared:
 
     @property
     def unresolved(self) -> list[Resolution]:
-        return [r for r in self.resolutions if r.status == "unresolved"]
+        """Ablations stored but not run until the user picks a reading: unresolved and ambiguous."""
+        return [r for r in self.resolutions if r.status in ("unresolved", "ambiguous")]
+
+    def not_run_lines(self) -> list[str]:
+        """One plain line per ablation that will not run (no_op included), saying why."""
+        return [f"not run: {r.ablation!r} is {r.status}: {r.explanation}" for r in self.resolutions
+                if r.status in NOT_RUN]
 
 
 @dataclass
@@ -57,20 +65,9 @@ def content_hash(plan: Plan) -> str:
 
 
 def _apply_overrides(plan: Plan, overrides: Mapping[str, str]) -> None:
-    names = {a.name: a for a in plan.ablations}
-    issues = []
-    for name, component in overrides.items():
-        if name not in names:
-            issues.append(Issue(f"override for unknown ablation {name!r}; ablations: {', '.join(names)}",
-                                plan._source, field="overrides"))
-            continue
-        try:
-            names[name].component = canonical_component(component)
-        except ValueError as exc:
-            where = plan.locate(("ablations", plan.ablations.index(names[name]), "component"))
-            issues.append(Issue(f"override for {name!r}: {exc}", where.file, where.line, where.column, where.field))
-    if issues:
-        raise PlanError(issues)
+    """The user's picks become each ablation's ``component`` (so they are part of the content hash)."""
+    for index, component in parse_overrides(plan, overrides).items():
+        plan.ablations[index].component = component
 
 
 def prepare(
@@ -94,13 +91,15 @@ def prepare(
 
 
 def refuse_unresolved(prepared: Prepared) -> None:
-    """PlanError listing every unresolved ablation, each at its place in the file."""
+    """PlanError listing every unresolved or ambiguous ablation, each at its place in the file."""
     issues = []
     for i, (ab, res) in enumerate(zip(prepared.plan.ablations, prepared.resolutions)):
-        if res.status == "unresolved":
+        if res.status in ("unresolved", "ambiguous"):
             where = prepared.plan.locate(("ablations", i, "ablated_part"))
+            picks = ", ".join(c.component for c in res.candidates)
             issues.append(Issue(
-                f"ablation {ab.name!r} is unresolved: {res.explanation} (set 'component:' or allow unresolved)",
+                f"ablation {ab.name!r} is {res.status}: {res.explanation} (set 'component:'"
+                + (f", e.g. one of {picks}" if picks else "") + ")",
                 where.file, where.line, where.column, where.field))
     if issues:
         raise PlanError(issues)
@@ -114,14 +113,17 @@ def _rows(prepared: Prepared) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             "replacement": list(ab.replacement), "metrics": list(ab.metrics or []), "component": res.component,
             "status": res.status, "confidence": res.confidence, "explanation": res.explanation,
             "changes": res.to_dict()["changes"], "overridden": res.overridden,
+            "candidates": [c.to_dict() for c in res.candidates],
         })
     variants = [{"label": v.label, "is_baseline": v.is_baseline, "config": v.config,
                  "config_hash": v.config_hash, "ablations": list(v.ablations)} for v in prepared.variants]
     return ablations, variants
 
 
-def store(prepared: Prepared, *, url: str | None = None, allow_unresolved: bool = False) -> UploadResult:
-    """Write a prepared plan (one transaction); the same content again returns the same id."""
+def store(prepared: Prepared, *, url: str | None = None, allow_unresolved: bool = True) -> UploadResult:
+    """Write a prepared plan (one transaction); the same content again returns the same id.
+
+    Unresolved and ambiguous ablations are stored (not run) unless ``allow_unresolved=False``."""
     if not allow_unresolved:
         refuse_unresolved(prepared)
     ablations, variants = _rows(prepared)
@@ -157,7 +159,7 @@ def upload_plan(
     tasks: list[str] | None = None,
     seeds: list[int] | None = None,
     url: str | None = None,
-    allow_unresolved: bool = False,
+    allow_unresolved: bool = True,
     overrides: Mapping[str, str] | None = None,
 ) -> UploadResult:
     """Validate and resolve fully, then store; raises PlanError (nothing written) on bad input."""

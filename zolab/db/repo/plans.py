@@ -2,7 +2,9 @@
 
 Writes happen inside the caller's ``session_scope`` (one transaction for the plan, its ablations
 and its variants). ``content_hash`` is unique, so uploading the same content twice finds the
-existing plan (:func:`get_plan_by_hash`) and writes nothing.
+existing plan (:func:`get_plan_by_hash`) and writes nothing. Each ablation row keeps the
+resolver's reading, and for ``ambiguous`` / ``unresolved`` ones the ``candidates`` the user can
+pick from (:func:`pending_ablations`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,28 @@ def save_plan(
 
 def plan_ablations(session: Session, plan_id: int) -> list[Ablation]:
     return list(session.scalars(select(Ablation).where(Ablation.plan_id == plan_id).order_by(Ablation.position)))
+
+
+#: statuses whose ablations wait for the user to pick a reading (stored, never scheduled)
+PENDING = ("ambiguous", "unresolved")
+
+
+@dataclass(frozen=True)
+class PendingAblation:
+    """An ablation the resolver could not settle, with the readings offered for it."""
+
+    position: int
+    name: str
+    status: str
+    explanation: str
+    candidates: list[dict[str, Any]]   # each {component, score, status, changes: [{label, changes}], why}
+
+
+def pending_ablations(session: Session, plan_id: int) -> list[PendingAblation]:
+    """The plan's ambiguous and unresolved ablations with their candidates, in plan order."""
+    rows = session.scalars(select(Ablation).where(Ablation.plan_id == plan_id, Ablation.status.in_(PENDING))
+                           .order_by(Ablation.position))
+    return [PendingAblation(a.position, a.name, a.status, a.explanation, list(a.candidates or [])) for a in rows]
 
 
 def plan_variants(session: Session, plan_id: int) -> list[Variant]:

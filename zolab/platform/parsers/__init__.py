@@ -1,9 +1,12 @@
-"""Plan parsers: YAML, AblationBench JSON lines and LM-planner markdown -> one validated Plan.
+"""Plan parsers: YAML, AblationBench JSON lines, the raw AblationBench planner response and
+LM-planner markdown -> one validated Plan.
 
 :func:`load_plan` is the single entry point. The format comes from ``fmt``, else the file
-extension (``.yaml/.yml``, ``.jsonl/.ndjson/.json``, ``.md/.markdown``), else the content
-(a ``{`` first line is JSONL, an "Ablation Plan" heading or ``**Ablated Part**`` bullets are markdown,
-anything else is YAML; ``.txt`` files, like the seed trajectories, are detected by content).
+extension (``.yaml/.yml``, ``.jsonl/.ndjson/.json``), else the content: a ``<predictions>`` tag is a
+planner response (``ablationbench``, also in ``.md`` files), a ``{`` first line is JSONL, a top-level
+``zolab:`` or ``ablations:`` key is YAML, an "Ablation Plan" heading or an "Ablated Part:" label
+(bold or plain) is markdown, anything else is YAML. ``.txt`` files, like the seed trajectories,
+are detected by content.
 """
 
 from __future__ import annotations
@@ -16,30 +19,38 @@ from zolab.platform.errors import PlanError
 from zolab.platform.parsers.ablationbench import parse_ablationbench
 from zolab.platform.parsers.defaults import DEFAULT_BASELINE_FILE, load_defaults
 from zolab.platform.parsers.planner_markdown import parse_planner_markdown
+from zolab.platform.parsers.planner_response import looks_like_response, parse_planner_response
 from zolab.platform.parsers.source import check_text, decode, read_bytes
 from zolab.platform.parsers.yaml import parse_yaml
 from zolab.platform.plan import Plan
 
-Format = Literal["yaml", "jsonl", "markdown"]
-FORMATS: tuple[str, ...] = ("yaml", "jsonl", "markdown")
-_BY_EXTENSION = {
-    ".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-    ".md": "markdown", ".markdown": "markdown",
-}
-_MARKDOWN_HINT = re.compile(r"ablation\s+plan|\*\*ablated\s+part\*\*", re.IGNORECASE)
+Format = Literal["yaml", "jsonl", "markdown", "ablationbench"]
+#: ``ablationbench``: the raw AblationBench planner response (<discussion> + <predictions> JSON lines)
+FORMATS: tuple[str, ...] = ("yaml", "jsonl", "markdown", "ablationbench")
+_BY_EXTENSION = {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_TEXT_EXTENSIONS = {".md": "markdown", ".markdown": "markdown"}
+_YAML_HINT = re.compile(r"^(?:zolab|ablations)\s*:", re.MULTILINE)
+_MARKDOWN_HINT = re.compile(
+    r"ablation\s+plan|^\s*(?:[-*+]\s+|\d+[.)]\s+)?(?:\*\*|__)?\s*ablated\s+(?:part|component)\s*(?:\*\*|__)?\s*:",
+    re.IGNORECASE | re.MULTILINE)
 
 __all__ = ["DEFAULT_BASELINE_FILE", "FORMATS", "Loaded", "detect_format", "load_plan", "load_source"]
 
 
 def detect_format(text: str, filename: str | None = None) -> str:
     """The plan format from the file name's extension, else from the content."""
-    if filename:
-        ext = Path(filename).suffix.lower()
-        if ext in _BY_EXTENSION:
-            return _BY_EXTENSION[ext]
+    ext = Path(filename).suffix.lower() if filename else ""
+    if ext in _BY_EXTENSION:
+        return _BY_EXTENSION[ext]
+    if looks_like_response(text):
+        return "ablationbench"
+    if ext in _TEXT_EXTENSIONS:
+        return _TEXT_EXTENSIONS[ext]
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if first.startswith("{"):
         return "jsonl"
+    if _YAML_HINT.search(text):
+        return "yaml"
     if _MARKDOWN_HINT.search(text):
         return "markdown"
     return "yaml"
@@ -92,7 +103,8 @@ def load_source(
         plan = parse_yaml(text, file=name, tasks=tasks, seeds=seeds)
     else:
         defaults = load_defaults(baseline)
-        parse = parse_ablationbench if kind == "jsonl" else parse_planner_markdown
+        parse = {"jsonl": parse_ablationbench, "markdown": parse_planner_markdown,
+                 "ablationbench": parse_planner_response}[kind]
         plan = parse(text, file=name, defaults=defaults, tasks=tasks, seeds=seeds)
     return Loaded(plan, text, kind, name)
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from zolab.platform.errors import Issue, PlanError
+from zolab.platform.parsers.replacement import normalise_ablations
 from zolab.platform.parsers.source import MAX_BYTES
 from zolab.platform.plan import Plan, validate_plan
 
@@ -181,4 +182,5 @@ def parse_yaml(text: str, *, file: str | None = None, tasks: list[str] | None = 
             data["tasks"] = list(tasks)
         if seeds:
             data["seeds"] = list(seeds)
+        normalise_ablations(data.get("ablations"))
     return validate_plan(data, file=file, locator=locator_for(marks), marks=marks)

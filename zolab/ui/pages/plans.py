@@ -8,6 +8,7 @@ import streamlit as st
 
 from zolab.platform.errors import PlanError
 from zolab.ui import actions, data
+from zolab.ui.candidates import candidate_picker
 from zolab.ui.widgets import issues_frame, md_escape, no_plans, plain
 
 st.title("Plans")
@@ -79,6 +80,7 @@ if uploaded is not None:
              for a, r in zip(plan.ablations, prepared.resolutions)]
         )
         st.dataframe(table, hide_index=True, width="stretch", key="resolution_table")
+        candidate_picker(plan.ablations, prepared.resolutions, overrides)
 
         with st.expander("Override a component", expanded=bool(prepared.unresolved)):
             choices = ["(automatic)", *actions.components()]
@@ -106,15 +108,12 @@ if uploaded is not None:
                 f"{'Within' if est.within_budget else 'OVER'} budget: {est.gpu_hours:.3f} of "
                 f"{est.budget_gpu_hours:.3f} GPU hours (default step times).")
 
-        allow = False
         if prepared.unresolved:
-            st.warning(f"{len(prepared.unresolved)} ablation(s) are unresolved: pick a component above, "
-                       "or save them as not run.")
-            allow = st.checkbox("Save unresolved ablations without running them", key="allow_unresolved")
-        if st.button("Save plan", type="primary", key="save_plan",
-                     disabled=bool(prepared.unresolved) and not allow):
+            st.warning(f"{len(prepared.unresolved)} ablation(s) are unresolved or ambiguous: pick a reading "
+                       "above, or save the plan as it is (they are stored and not run; the others run).")
+        if st.button("Save plan", type="primary", key="save_plan"):
             try:
-                plan_id, created = actions.save(prepared, allow_unresolved=allow)
+                plan_id, created = actions.save(prepared, allow_unresolved=True)
             except PlanError as err:
                 _show_plan_error(err, "The plan was refused")
             else:
