@@ -16,8 +16,9 @@ from zolab.platform.executors.local import Progress, _render
 from zolab.platform.worker import Worker
 
 REAL = "zolab.runners.train:run"
-TINY = dict(model="tiny-llama-h16-l1", task="synthetic-sentiment", train_size=200, dev_size=60, test_size=100,
-            batch_size=8, eps=1e-2, device="cpu", steps=40, eval_every=20, checkpoint_every=20)
+TINY = {"model": "tiny-llama-h16-l1", "task": "synthetic-sentiment", "train_size": 200, "dev_size": 60,
+        "test_size": 100, "batch_size": 8, "eps": 1e-2, "device": "cpu", "steps": 40, "eval_every": 20,
+        "checkpoint_every": 20}
 
 
 def _job_and_result(url):
@@ -94,8 +95,8 @@ def test_queue_finish_picks_the_status_from_the_result(sqlite_url, diverged):
     make_jobs(sqlite_url, 1, {"steps": 3})
     q = JobQueue(sqlite_url)
     claim = q.claim("w")
-    result = dict(accuracy=0.5, f1=0.5, steps=2, forward_passes=4, wall_time_s=1.0, gpu_hours=0.0,
-                  diverged=diverged, extra={"diverged_reason": "loss 1e5 > 10x 1.0"} if diverged else {})
+    result = {"accuracy": 0.5, "f1": 0.5, "steps": 2, "forward_passes": 4, "wall_time_s": 1.0, "gpu_hours": 0.0,
+              "diverged": diverged, "extra": {"diverged_reason": "loss 1e5 > 10x 1.0"} if diverged else {}}
     got = q.finish(claim.job_id, "w", result)
     assert got is (JobStatus.DIVERGED if diverged else JobStatus.SUCCEEDED)
     job, res, _ = _job_and_result(sqlite_url)

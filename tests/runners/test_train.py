@@ -150,8 +150,8 @@ def test_only_trainable_parameters_are_perturbed():
 def _smoke(method: str, peft: str):
     from zolab.runners.optim import OPTIMIZERS
 
-    knobs = dict(method=method, peft=peft, model="tiny-opt-h16-l1", steps=2, train_size=20, dev_size=8,
-                 test_size=8, batch_size=4, lr=1e-3, device="cpu", icl_demos=4)
+    knobs = {"method": method, "peft": peft, "model": "tiny-opt-h16-l1", "steps": 2, "train_size": 20,
+             "dev_size": 8, "test_size": 8, "batch_size": 4, "lr": 1e-3, "device": "cpu", "icl_demos": 4}
     if method in ("icl", "linear-probe") and peft != "none":  # they use the base model as it is
         with pytest.raises(ValueError, match="peft must be none"):
             RunConfig(**knobs)

@@ -52,7 +52,7 @@ class LRSchedule:
     total_steps: int
 
     @classmethod
-    def from_config(cls, config: RunConfig) -> "LRSchedule":
+    def from_config(cls, config: RunConfig) -> LRSchedule:
         return cls(config.lr_schedule, float(config.lr), int(config.warmup_steps), int(config.steps))
 
     @property
