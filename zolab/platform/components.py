@@ -17,6 +17,7 @@ optional note) plus rapidfuzz over every component's aliases; the best score win
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ METHOD_NAMES = {
     "mezo": "MeZO", "zo-sgd": "ZO-SGD", "zo-momentum": "ZO-SGD with momentum", "zo-adam": "ZO-Adam",
     "zo-sign": "ZO-SGD-Sign", "zo-cons": "ZO-SGD-Cons", "forward-grad": "forward gradient",
     "one-point-rf": "one-point residual-feedback ZO", "fo-sgd": "SGD (backpropagation)",
-    "fo-adam": "Adam (backpropagation)",
+    "fo-adam": "Adam (backpropagation)", "icl": "in-context learning", "linear-probe": "linear probing",
 }
 
 
@@ -82,6 +83,9 @@ _METHOD_ALIASES: dict[str, dict[str, Any]] = {
     **{a: {"method": "zo-sign"} for a in ("zo sign", "zo sgd sign", "sign sgd", "zeroth order sign sgd")},
     **{a: {"method": "zo-cons"} for a in ("zo cons", "zo sgd cons", "conservative zo sgd")},
     **{a: {"method": "forward-grad"} for a in ("forward grad", "forward gradient", "forward mode ad", "jvp")},
+    # the MeZO paper's no-ZO baselines (runner: zolab.runners.baselines)
+    **{a: {"method": "icl"} for a in ("icl", "in context learning", "in-context learning", "few shot prompting")},
+    **{a: {"method": "linear-probe"} for a in ("linear probe", "linear probing", "linear-probe", "lp")},
 }
 _PEFT_ALIASES = {"none": "none", "full": "none", "full parameter": "none", "no peft": "none", "lora": "lora",
                  "low rank adaptation": "lora", "prefix": "prefix", "prefix tuning": "prefix"}
@@ -343,6 +347,11 @@ def _parse_item(comp: Component, text: str, base: dict[str, Any]) -> dict[str, A
             value = _int(raw)
         elif isinstance(current, float):
             value = _float(raw)
+        elif current is None or isinstance(current, list):  # optional / list knobs: perturb_layers: [0, 1]
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
         else:
             value = raw
         return None if value is None else {key: value}
