@@ -150,11 +150,16 @@ def test_only_trainable_parameters_are_perturbed():
 def _smoke(method: str, peft: str):
     from zolab.runners.optim import OPTIMIZERS
 
-    assert method in OPTIMIZERS
-    cfg = RunConfig(method=method, peft=peft, model="tiny-opt-h16-l1", steps=2, train_size=20, dev_size=8,
-                    test_size=8, batch_size=4, lr=1e-3, device="cpu")
-    res = run(cfg)
-    per_step = {"zo-cons": 5, "forward-grad": 1, "one-point-rf": 1, "fo-sgd": 1, "fo-adam": 1}.get(method, 2)
+    knobs = {"method": method, "peft": peft, "model": "tiny-opt-h16-l1", "steps": 2, "train_size": 20,
+             "dev_size": 8, "test_size": 8, "batch_size": 4, "lr": 1e-3, "device": "cpu", "icl_demos": 4}
+    if method in ("icl", "linear-probe") and peft != "none":  # they use the base model as it is
+        with pytest.raises(ValueError, match="peft must be none"):
+            RunConfig(**knobs)
+        return
+    assert method in OPTIMIZERS or method in ("icl", "linear-probe")  # the baselines: zolab.runners.baselines
+    res = run(RunConfig(**knobs))
+    per_step = {"zo-cons": 5, "forward-grad": 1, "one-point-rf": 1, "fo-sgd": 1, "fo-adam": 1,
+                "linear-probe": 1, "icl": 0}.get(method, 2)
     assert res.forward_passes == 2 * per_step and 0.0 <= res.accuracy <= 1.0
 
 

@@ -104,6 +104,33 @@ def print_expansion(exp) -> None:
     console.print(f"[{style}]{escape(exp.verdict())}[/]")
 
 
+#: the colour of each job status in the tables and the live progress line
+STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow", "diverged": "magenta"}
+
+
+def _diverged_reasons(session, jobs) -> dict[int, str]:
+    """job id -> why it diverged (the result's ``extra``), for the status table's note column."""
+    from zolab.db.repo import jobs as repo
+
+    out = {}
+    for j in jobs:
+        if j.status == "diverged":
+            res = repo.result_of(session, j.id)
+            out[j.id] = str(((res.extra or {}) if res else {}).get("diverged_reason") or "diverged")
+    return out
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    """``jobs: diverged 1, succeeded 2 (finished 3 of 3)``: diverged jobs count as finished."""
+    from zolab.db.models import JobStatus
+
+    if not counts:
+        return "jobs: none"
+    done = sum(n for k, n in counts.items() if JobStatus(k).is_finished())
+    return ("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            + f" (finished {done} of {sum(counts.values())})")
+
+
 def status_table(url: str, plan_id: int | None) -> tuple[Table, dict[str, int]]:
     from zolab.db.repo import jobs as repo
     from zolab.db.session import session_scope
@@ -112,14 +139,14 @@ def status_table(url: str, plan_id: int | None) -> tuple[Table, dict[str, int]]:
         jobs = repo.jobs_of_plan(s, plan_id)
         labels = repo.variant_labels(s, [j.variant_id for j in jobs])
         counts = repo.status_counts(s, plan_id)
+        diverged = _diverged_reasons(s, jobs)
     table = Table(title="jobs" + (f" of plan {plan_id}" if plan_id is not None else ""))
     for col in ("id", "variant", "task", "seed", "stage", "status", "attempts", "progress", "loss", "worker / error"):
         table.add_column(col)
-    style = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow"}
     for j in jobs:
-        note = j.lease_owner or ((j.error or "").strip().splitlines() or [""])[-1][:80]
+        note = j.lease_owner or diverged.get(j.id) or ((j.error or "").strip().splitlines() or [""])[-1][:80]
         table.add_row(str(j.id), escape(labels.get(j.variant_id, "?")), escape(j.task), str(j.seed), j.stage,
-                      f"[{style.get(j.status, 'white')}]{j.status}[/]", f"{j.attempts}/{j.max_attempts}",
+                      f"[{STATUS_STYLE.get(j.status, 'white')}]{j.status}[/]", f"{j.attempts}/{j.max_attempts}",
                       f"{j.progress_step}/{j.progress_total}",
                       "-" if j.last_loss is None else f"{j.last_loss:.4g}", escape(note))
     return table, counts
@@ -207,7 +234,10 @@ def _summary(url: str, plan_id: int) -> None:
     for t in leaderboard_tables(url, plan_id):
         console.print(t)
     counts = JobQueue(url).counts(plan_id)
-    console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    console.print(counts_line(counts))
+    if counts.get("diverged"):
+        console.print(f"[magenta]{counts['diverged']} job(s) diverged[/] (their loss blew up; results kept, "
+                      f"marked diverged): see `zolab status {plan_id}`")
     if counts.get("failed"):
         fail(f"{counts['failed']} job(s) failed: see `zolab status {plan_id}`", EXIT_BAD_INPUT)
 
@@ -226,7 +256,7 @@ def worker_cmd(
         console.print(f"worker {w.id} on {w.device.name}")
         st = w.run()
         console.print(f"worker done: {st.succeeded} succeeded, {st.failed} failed, {st.requeued} requeued, "
-                      f"{st.stopped} stopped")
+                      f"{st.stopped} stopped, {st.diverged} diverged")
 
     guard(act)
 
@@ -239,7 +269,7 @@ def status_cmd(plan: str = typer.Argument(None, help="Plan id or name (default: 
         plan_id = resolve_plan(plan, url) if plan else None
         table, counts = status_table(url, plan_id)
         console.print(table)
-        console.print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+        console.print(counts_line(counts))
 
     guard(act)
 

@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from zolab.cli.common import console, fail
+from zolab.runners import config as run_config
 from zolab.runners.config import RunConfig
 from zolab.runners.reporter import Checkpoint, Result
 
@@ -123,6 +124,9 @@ def _show(cfg: RunConfig, res: Result) -> None:
     table.add_row("steps / forward passes", f"{res.steps} / {res.forward_passes}")
     table.add_row("final train loss", "n/a" if res.final_loss is None else f"{res.final_loss:.4f}")
     table.add_row("wall time", f"{res.wall_time_s:.1f} s")
+    if res.diverged:
+        table.add_row("[magenta]diverged[/]", f"at step {res.extra.get('diverged_at_step')}: "
+                      f"{res.extra.get('diverged_reason')}")
     if res.peak_memory_allocated is not None:
         table.add_row("peak GPU memory (alloc/reserved)",
                       f"{res.peak_memory_allocated / 2**20:.0f} / {res.peak_memory_reserved / 2**20:.0f} MiB")
@@ -196,5 +200,26 @@ def run_one(
                                  "config": cfg.to_dict(), "result": res.to_dict()}, default=str) + "\n")
 
 
+#: RunConfig fields with a fixed set of values, for the help text
+_CHOICES = {"method": "METHODS", "peft": "PEFT_KINDS", "objective": "OBJECTIVES", "dtype": "DTYPES",
+            "kernel": "KERNELS", "sign_rule": "SIGN_RULES", "distribution": "DISTRIBUTIONS",
+            "estimator": "ESTIMATORS", "lr_schedule": "LR_SCHEDULES", "sparsity_rule": "SPARSITY_RULES"}
+
+
+def knobs_help() -> str:
+    """Every RunConfig field with its default (and its choices), for ``run-one --help``: generated from
+    RunConfig, so a new knob shows up without editing this text."""
+    items = []
+    for f in dataclasses.fields(RunConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        names = getattr(run_config, _CHOICES[f.name], ()) if f.name in _CHOICES else ()
+        shown = "|".join(names) if names else json.dumps(default, default=str)
+        items.append(f"{f.name}={shown}" + (f" (default {default})" if names else ""))
+    return ("Run config fields (YAML keys, or --set key=value), default shown: " + "; ".join(items)
+            + ". lr_schedule/warmup_steps follow HF transformers' schedules; method icl puts icl_demos "
+              "training examples in the prompt (no training), linear-probe trains the label-word head rows "
+              "only. See docs/architecture.md (Runner knobs).")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("run-one")(run_one)
+    app.command("run-one", epilog=knobs_help())(run_one)

@@ -3,10 +3,12 @@
 States and transitions (anything else raises :class:`IllegalTransition`)::
 
     queued    -> running (claim) | cancelled
-    running   -> succeeded (finish) | failed (fail) | cancelled | queued (lease expired, OOM, worker stopped)
+    running   -> succeeded (finish) | diverged (finish of a result marked diverged) | failed (fail) | cancelled
+                 | queued (lease expired, OOM, worker stopped)
     failed    -> queued (retry: automatic while attempts < max_attempts, or ``zolab retry``)
     cancelled -> queued (``zolab retry``)
     succeeded -> (final)
+    diverged  -> (final: the run finished, its result is stored with results.diverged, ranked last)
 
 Rules every function keeps:
 
@@ -254,9 +256,12 @@ class JobQueue:
 
     def finish(
         self, job_id: int, worker_id: str, result: Mapping[str, Any], points: Iterable[tuple[int, str, float]] = ()
-    ) -> None:
-        """Write the result row, the remaining curve points and 'succeeded' in ONE transaction."""
+    ) -> JobStatus:
+        """Write the result row, the remaining curve points and the final status in ONE transaction:
+        'diverged' when the result says so (``result["diverged"]``), else 'succeeded'. Returns it."""
         points = list(points)
+        dst = D if result.get("diverged") else S
+        reason = (result.get("extra") or {}).get("diverged_reason") if dst is D else None
 
         def tx(s):
             job = _held(s, job_id, worker_id)
@@ -270,9 +275,10 @@ class JobQueue:
             if result.get("final_loss") is not None and math.isfinite(result["final_loss"]):
                 job.last_loss = result["final_loss"]
             _clear_lease(job)
-            _move(s, job, S, worker=worker_id, message="finished")
+            _move(s, job, dst, worker=worker_id, message=f"finished, diverged: {reason}"[:500] if dst is D else "finished")
+            return dst
 
-        self._tx(tx, "finish a job")
+        return self._tx(tx, "finish a job")
 
     def fail(
         self, job_id: int, worker_id: str, reason: str, retry: bool, *, no_packing: bool | None = None

@@ -207,7 +207,7 @@ def import_results(url: str | None, target: Path) -> ImportReport:
         if claim is None:  # taken by a worker meanwhile
             report.not_imported.append((job_id, "job was claimed by a worker meanwhile"))
             continue
-        queue.finish(job_id, IMPORT_WORKER, rec["result"], rec["points"])
-        state[job_id] = (JobStatus.SUCCEEDED.value, True)
+        final = queue.finish(job_id, IMPORT_WORKER, rec["result"], rec["points"])  # succeeded or diverged
+        state[job_id] = (final.value, True)
         report.imported.append(job_id)
     return report

@@ -452,7 +452,8 @@ def _tell(ses, study: optuna.Study, number: int, job: Job) -> bool:
             study.tell(number, float(value), skip_if_finished=True)
     elif is_pruned(job):
         study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
-    elif job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+    elif job.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value, JobStatus.DIVERGED.value):
+        # a diverged trial has a result, but its settings blew up: never the study's best
         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
     else:
         return False

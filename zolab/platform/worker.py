@@ -7,7 +7,8 @@ One worker runs one job at a time (GPU packing = several workers pinned to one G
 
 Outcomes, all recorded in the DB by :class:`~zolab.platform.queue.JobQueue`:
 
-* success -> result row + remaining curve points + ``succeeded``, one transaction;
+* success -> result row + remaining curve points + ``succeeded``, one transaction; a result the runner
+  marked ``diverged`` (loss blew up: :mod:`zolab.runners.divergence`) ends ``diverged`` the same way;
 * ``NonFiniteLossError`` -> ``failed`` with the step and reason, never retried (it would diverge again);
 * CUDA out of memory -> requeued with ``no_packing`` (runs alone next time), the error names the
   estimate and the memory that was free; a second OOM alone fails it;
@@ -36,6 +37,7 @@ from typing import Any
 
 from zolab.db import retry as db_retry
 from zolab.db.errors import DatabaseError, TransientDatabaseError
+from zolab.db.models import JobStatus
 from zolab.platform.queue import DEFAULT_LEASE_S, Claim, JobQueue, LeaseLost
 from zolab.platform.tuning import TrialPruned, on_job_finished, trial_reporter
 from zolab.runners.config import RunConfig
@@ -218,6 +220,7 @@ class KeepAlive(threading.Thread):
 @dataclass
 class WorkerStats:
     succeeded: int = 0
+    diverged: int = 0
     failed: int = 0
     requeued: int = 0
     stopped: int = 0
@@ -312,7 +315,7 @@ class Worker:
 
     # -- one job -----------------------------------------------------------------------------------
     def run_claim(self, claim: Claim) -> str:
-        """Run one claimed job to an outcome: succeeded | failed | requeued | stopped | pruned."""
+        """Run one claimed job to an outcome: succeeded | diverged | failed | requeued | stopped | pruned."""
         self.stats.job_ids.append(claim.job_id)
         reporter = DbReporter(self.queue, claim.job_id, self.id, heartbeat_s=self.heartbeat_s)
         free_at_start = self.device.free_memory()
@@ -350,12 +353,16 @@ class Worker:
             return self._record_failure(claim, exc, free_at_start)
         points = reporter.take_points()
         try:
-            self._outlast(lambda: self.queue.finish(claim.job_id, self.id, result.to_dict(), points),
-                          f"finish of job {claim.job_id}")
+            status = self._outlast(lambda: self.queue.finish(claim.job_id, self.id, result.to_dict(), points),
+                                   f"finish of job {claim.job_id}")
         except LeaseLost as exc:  # lease expired while finishing: the other worker's result counts
             log.warning("result of job %s dropped: %s", claim.job_id, exc)
             self.stats.stopped += 1
             return "stopped"
+        if status is JobStatus.DIVERGED:
+            log.warning("job %s diverged: %s", claim.job_id, result.extra.get("diverged_reason"))
+            self.stats.diverged += 1
+            return "diverged"
         self.stats.succeeded += 1
         return "succeeded"
 

@@ -9,7 +9,7 @@ First-order runs save trainable weights and optimizer state with ``torch.save``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -35,8 +35,10 @@ def zo_checkpoint(opt: ZOOptimizer, base: str) -> Checkpoint:
                       optimizer_state=opt.zo_state())
 
 
-def replay(opt: ZOOptimizer, ckpt: Checkpoint, base: str) -> None:
-    """Re-apply a trajectory's updates in order, ``n_samples`` records per step."""
+def replay(opt: ZOOptimizer, ckpt: Checkpoint, base: str,
+           before_step: Callable[[int], object] | None = None) -> None:
+    """Re-apply a trajectory's updates in order, ``n_samples`` records per step; ``before_step(t)``
+    runs before 0-based step t as it did live (the LR schedule sets that step's lr)."""
     if ckpt.base != base:
         raise ValueError(f"checkpoint was taken on base weights {ckpt.base!r}, this run starts from {base!r}")
     q = opt.n_samples
@@ -45,6 +47,8 @@ def replay(opt: ZOOptimizer, ckpt: Checkpoint, base: str) -> None:
         raise ValueError(f"checkpoint at step {ckpt.step} has {len(records)} records, expected {ckpt.step * q}")
     opt.begin_replay(ckpt.optimizer_state)   # zo-cons reads its recorded choices here
     for t in range(ckpt.step):
+        if before_step is not None:
+            before_step(t)
         opt.replay(records[t * q:(t + 1) * q])
     opt.load_zo_state(ckpt.optimizer_state)
 

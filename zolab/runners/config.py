@@ -96,6 +96,9 @@ class RunConfig:
             out.append(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
         if self.objective != "ce" and self.method in FO_METHODS:
             out.append(f"objective {self.objective!r} is not differentiable: method {self.method!r} needs a gradient, use a ZO method")
+        if self.method in ("icl", "linear-probe") and self.peft != "none":
+            out.append(f"method {self.method!r} uses the base model as it is (icl: no training; linear-probe: "
+                       f"the label-word head only): peft must be none, got {self.peft!r}")
         if self.dtype not in DTYPES:
             out.append(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.kernel not in KERNELS:

@@ -178,3 +178,49 @@ def load_model(config: RunConfig, device: torch.device | str = "cpu") -> tuple[n
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """(name, parameter) pairs that the optimizer changes (all, or the peft adapter's)."""
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+class LabelProbe(nn.Module):
+    """The linear-probing baseline's weights: the LM head restricted to the label-word rows.
+
+    The MeZO paper's LP row trains a linear classifier on the frozen LM's last hidden state at
+    the label position, with the label words' output-embedding rows as the classifier (its
+    reference fits it with scikit-learn's LogisticRegression and writes the coefficients back into
+    those rows of ``lm_head``). Here the rows are copied into their own parameters (so tied input
+    embeddings stay frozen) and trained first-order on the same objective: cross-entropy over the
+    label words' scores is softmax regression on those features. A forward hook on the head puts
+    the probe's logits in the label-word columns; every other column, and every other weight of the
+    model, is the frozen model's. At step 0 the probe equals the head, so the model is unchanged.
+    """
+
+    def __init__(self, head: nn.Module, token_ids: list[int]) -> None:
+        super().__init__()
+        weight = getattr(head, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+            raise ValueError(f"linear-probe needs a linear output head, got {type(head).__name__}")
+        ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=weight.device)
+        self.register_buffer("ids", ids, persistent=False)
+        self.weight = nn.Parameter(weight.detach()[ids].clone())
+        bias = getattr(head, "bias", None)
+        self.bias = nn.Parameter(bias.detach()[ids].clone()) if isinstance(bias, torch.Tensor) else None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(hidden, self.weight, self.bias)
+
+    def hook(self, _module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        """Forward hook of the head: the label-word columns come from the probe."""
+        return output.index_copy(-1, self.ids, self(args[0]).to(output.dtype))
+
+
+def attach_label_probe(model: nn.Module, token_ids: list[int]) -> LabelProbe:
+    """Freeze every weight of ``model`` and make the label-word head rows its only trainable ones
+    (``model.label_probe``); returns the probe."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        raise ValueError("linear-probe needs a model with an output head (get_output_embeddings() is None)")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    probe = LabelProbe(head, token_ids)
+    model.add_module("label_probe", probe)
+    head.register_forward_hook(probe.hook)
+    return probe

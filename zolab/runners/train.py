@@ -4,7 +4,10 @@ Flow: load model + task, sample seeded splits, zero-shot eval (dev and test), th
 (one optimizer step per batch; train loss, progress and heartbeat to the reporter; dev eval every
 ``eval_every``; a checkpoint every ``checkpoint_every``), then the final test eval. ``steps=0``
 is evaluation only. The batch at step t is a pure function of (seed, t), so replay and resume need
-no data-loader state. The model stays in eval mode (no dropout) for every method.
+no data-loader state; so is the lr of step t (:mod:`zolab.runners.schedule`). The model stays in
+eval mode (no dropout) for every method. A run whose loss blows up stops early and is reported
+``diverged`` (:mod:`zolab.runners.divergence`); ``icl`` and ``linear-probe`` are set up by
+:mod:`zolab.runners.baselines`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from zolab.runners import baselines
 from zolab.runners import checkpoint as ckpts
 from zolab.runners.config import RunConfig
+from zolab.runners.divergence import DivergenceMonitor, watch_scores
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.metrics import (
     RunMeter,
@@ -35,6 +40,7 @@ from zolab.runners.objectives import Batch, LabelScorer, get_objective, make_los
 from zolab.runners.optim import build_optimizer
 from zolab.runners.optim.base import ZOOptimizer
 from zolab.runners.reporter import Checkpoint, NullReporter, Reporter, Result
+from zolab.runners.schedule import LRSchedule
 from zolab.runners.tasks import get_task
 from zolab.runners.tasks.base import Example, Splits
 from zolab.runners.tasks.loaders import sample_splits
@@ -119,13 +125,19 @@ class _Run:
         self.splits: Splits = sample_splits(
             pool, num_labels=task.num_labels, seed=config.seed, train_size=config.train_size,
             dev_size=config.dev_size, test_size=config.test_size, k_shot=config.k_shot)
-        self.scorer = LabelScorer(self.tokenizer, task, prompt=config.prompt, max_length=config.max_length,
-                                  device=self.device)
-        self.named = trainable_parameters(self.model)
-        self.opt = build_optimizer(config, self.named, model=self.model, device=self.device)
+        self.scorer = baselines.make_scorer(config, self.tokenizer, task, self.splits.train, self.device)
+        baselines.prepare_model(config, self.model, self.scorer)
+        self.trains = baselines.trains(config)
+        self.steps = config.steps if self.trains else 0   # icl: steps is ignored
+        self.named = trainable_parameters(self.model) if self.trains else []
+        self.opt: Any = (build_optimizer(baselines.optimizer_config(config), self.named, model=self.model,
+                                         device=self.device) if self.trains else None)
         needs_grad = getattr(self.opt, "needs_grad", False)
         self.loss_fn = make_loss(self.model, self.scorer, get_objective(config.objective, needs_grad))
         self.schedule = BatchSchedule(self.splits.train, config.batch_size, config.seed)
+        self.lr_schedule = LRSchedule.from_config(config)
+        self.divergence = DivergenceMonitor()
+        self.ended_at = self.steps                         # the last step trained (earlier when diverged)
         self.eval_bs = max(32, config.batch_size)
         self.log_every = max(1, config.steps // _MAX_CURVE_POINTS)
 
@@ -141,7 +153,10 @@ class _Run:
 
     def eval_dev(self, step: int) -> float:
         self.settle()
-        acc, _ = evaluate(self.model, self.scorer, self.splits.dev, self.eval_bs)
+        with watch_scores(self.model) as watch:
+            acc, _ = evaluate(self.model, self.scorer, self.splits.dev, self.eval_bs)
+        if self.splits.dev:
+            self.divergence.check_eval(step, "dev accuracy", acc, watch.finite)
         self.meter.dev_curve.append((step, acc))
         self.reporter.metric(step, "dev_accuracy", acc)
         return acc
@@ -149,22 +164,31 @@ class _Run:
     def checkpoint(self, step: int) -> Checkpoint:
         self.settle()
         if isinstance(self.opt, ZOOptimizer):
-            return ckpts.zo_checkpoint(self.opt, self.base)
-        return ckpts.fo_checkpoint(self.opt, self.named, step, self.base, self.config)
+            ckpt = ckpts.zo_checkpoint(self.opt, self.base)
+        else:
+            ckpt = ckpts.fo_checkpoint(self.opt, self.named, step, self.base, self.config)
+        ckpt.rng_state["divergence"] = self.divergence.state()
+        return ckpt
 
     def restore(self, resume: Checkpoint) -> int:
+        if self.opt is None:   # icl: nothing was trained, nothing to restore
+            return 0
         if isinstance(self.opt, ZOOptimizer):
-            ckpts.replay(self.opt, resume, self.base)
+            ckpts.replay(self.opt, resume, self.base, before_step=lambda t: self.lr_schedule.apply(self.opt, t))
         else:
             ckpts.fo_restore(self.opt, self.named, resume, self.base)
+        self.divergence.load(resume.rng_state.get("divergence"))
         return resume.step
 
     def train(self, start: int) -> float | None:
+        """Steps ``start+1 .. steps``; stops early at the step the run diverges (:attr:`ended_at`)."""
         cfg, rep = self.config, self.reporter
         window: list[float] = []
         last: float | None = None
-        for t in range(start, cfg.steps):
+        self.ended_at = self.steps
+        for t in range(start, self.steps):
             step = t + 1
+            lr = self.lr_schedule.apply(self.opt, t)
             batch = self.scorer.encode(self.schedule.batch(t))
             loss = self.opt.step(_closure(self.loss_fn, batch, self.opt, self.meter))
             value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
@@ -172,18 +196,31 @@ class _Run:
                 raise NonFiniteLossError(step, value)
             last = value if math.isfinite(value) else last
             window.append(value)
+            self.divergence.update(step, value)
             if step % self.log_every == 0 or step == cfg.steps:
-                mean = sum(window) / len(window)
-                self.meter.losses.append((step, mean))
-                rep.metric(step, "train_loss", mean)
-                window = []
+                window = self._log_loss(step, window, lr)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 self.eval_dev(step)
             if step % cfg.checkpoint_every == 0:
                 rep.checkpoint(self.checkpoint(step))
             rep.heartbeat()
             rep.progress(step, cfg.steps, value)
+            if self.divergence.found is not None:  # stop early: the rest of the run would be noise
+                self._log_loss(step, window, lr)
+                self.ended_at = step
+                break
         return last
+
+    def _log_loss(self, step: int, window: list[float], lr: float) -> list[float]:
+        """One train-loss curve point: the mean loss since the last one (and the step's lr when
+        scheduled). Returns the emptied window."""
+        if window:
+            mean = sum(window) / len(window)
+            self.meter.losses.append((step, mean))
+            self.reporter.metric(step, "train_loss", mean)
+            if not self.lr_schedule.trivial:
+                self.reporter.metric(step, "lr", lr)
+        return []
 
 
 @contextlib.contextmanager
@@ -219,29 +256,34 @@ def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Re
         zero_dev = r.eval_dev(0)
         zero_acc, zero_f1 = r.evaluate_test()
     final_loss = r.train(start)
-    if config.steps == 0 and zero_acc is not None:
-        acc, f1 = zero_acc, zero_f1  # zero-shot reference: the weights did not move, evaluate once
+    if r.steps == 0 and zero_acc is not None:
+        acc, f1 = zero_acc, zero_f1  # zero-shot reference (or icl): the weights did not move, evaluate once
     else:
         acc, f1 = r.evaluate_test()
     alloc, reserved = gpu_peaks(r.device)
+    if not r.trains:
+        zero_acc = None   # icl: its only evaluation has demonstrations in the prompt, it is not zero-shot
     return Result(
-        accuracy=acc, f1=f1, steps=config.steps, forward_passes=r.meter.forward_passes,
+        accuracy=acc, f1=f1, steps=r.ended_at, forward_passes=r.meter.forward_passes,
         wall_time_s=r.meter.wall_time, gpu_hours=r.meter.gpu_hours(),
         peak_memory_allocated=alloc, peak_memory_reserved=reserved, peak_rss=peak_rss_bytes(),
         final_loss=final_loss, zero_shot_accuracy=zero_acc if resume is None else None,
         convergence_step=convergence_step(r.meter.dev_curve), loss_slope=loss_slope(r.meter.losses),
         dev_accuracy=r.meter.dev_curve[-1][1] if r.meter.dev_curve else None, device=str(r.device),
-        extra=_extra(r, zero_dev, start),
+        diverged=r.divergence.found is not None, extra=_extra(r, zero_dev, start),
     )
 
 
 def _extra(r: _Run, zero_dev: float | None, start: int) -> dict[str, Any]:
     return {
         "method": r.config.method, "base": r.base, "resumed_from": start or None,
-        "zero_shot_dev_accuracy": zero_dev,
+        "zero_shot_dev_accuracy": zero_dev if r.trains else None,   # icl's step-0 eval has demonstrations
         "trainable_params": sum(p.numel() for _, p in r.named),
         "train_examples": len(r.splits.train), "dev_examples": len(r.splits.dev),
         "test_examples": len(r.splits.test),
         "forwards_per_step": getattr(r.opt, "forwards_per_step", None),
         "dev_curve": r.meter.dev_curve, "loss_curve": r.meter.losses,
+        **r.divergence.extra(), **baselines.extra(r.config, r.scorer),
+        **({} if r.lr_schedule.trivial else {"lr_schedule": r.config.lr_schedule,
+                                             "warmup_steps": r.config.warmup_steps}),
     }

@@ -76,6 +76,11 @@ class Progress:
     def n(self, status: JobStatus) -> int:
         return self.counts.get(status.value, 0)
 
+    @property
+    def finished(self) -> int:
+        """Jobs in a final state: succeeded, diverged, failed or cancelled."""
+        return sum(self.n(s) for s in JobStatus if s.is_finished())
+
 
 def snapshot(url: str | None, plan_id: int | None, workers: int) -> Progress:
     """Counts by status and an ETA: remaining estimated step time / workers."""
@@ -97,14 +102,15 @@ def _render(p: Progress, started: float):
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
-    done = p.n(JobStatus.SUCCEEDED) + p.n(JobStatus.FAILED) + p.n(JobStatus.CANCELLED)
+    done = p.finished
     table = Table.grid(padding=(0, 2))
     table.add_row(ProgressBar(total=max(1, p.total), completed=done, width=40),
                   f"{done}/{p.total} jobs")
     eta = "?" if p.eta_s is None else f"{p.eta_s:,.0f} s"
     table.add_row(
         f"[green]done {p.n(JobStatus.SUCCEEDED)}[/]  [cyan]running {p.n(JobStatus.RUNNING)}[/]  "
-        f"queued {p.n(JobStatus.QUEUED)}  [red]failed {p.n(JobStatus.FAILED)}[/]  "
+        f"queued {p.n(JobStatus.QUEUED)}  [magenta]diverged {p.n(JobStatus.DIVERGED)}[/]  "
+        f"[red]failed {p.n(JobStatus.FAILED)}[/]  "
         f"cancelled {p.n(JobStatus.CANCELLED)}",
         f"workers {p.workers}  elapsed {time.monotonic() - started:,.0f} s  ETA {eta}",
     )
