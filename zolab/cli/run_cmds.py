@@ -1,4 +1,4 @@
-"""``zolab run | worker | status | leaderboard | cancel | retry | demo``: executing plans.
+"""``zolab run | worker | status | cancel | retry | demo``: executing plans (``leaderboard``: leaderboard_cmds).
 
 ``run`` uploads a plan file (or takes a stored plan id), expands it into jobs with estimates,
 checks the budget, enqueues idempotently and drains the queue with local worker processes or Ray.
@@ -15,45 +15,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import EXIT_BAD_INPUT, console, fail, guard
+from zolab.cli.common import DB_OPTION, EXIT_BAD_INPUT, console, fail, guard, resolve_plan
+from zolab.cli.common import db_url as _db
 
-DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
 DEMO_PLAN = "quickstart.yaml"
 
 
 def _gib(n: float | None) -> str:
     return "-" if n is None else f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
-
-
-def _db(db: str | None) -> str:
-    from zolab import config
-
-    return config.db_url(db)
-
-
-# -- plan resolution ------------------------------------------------------------------------------
-def resolve_plan(ref: str, url: str) -> int:
-    """A plan id from a file (uploaded first, idempotently), an id, or a stored plan's name."""
-    path = Path(ref)
-    if path.is_file():
-        from zolab.platform.upload import upload_plan
-
-        res = upload_plan(path, filename=str(path), url=url)
-        state = "uploaded as" if res.created else "already stored as"
-        console.print(f"plan {escape(res.prepared.plan.name)!s} {state} plan {res.plan_id}")
-        return res.plan_id
-    if ref.isdigit():
-        return int(ref)
-    from zolab.db.repo import plans as plans_repo
-    from zolab.db.session import session_scope
-
-    with session_scope(url) as s:
-        matches = [p.id for p in plans_repo.list_plans(s) if p.name == ref]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        fail(f"{len(matches)} stored plans are named {ref!r}: use an id ({', '.join(map(str, matches))})")
-    fail(f"{ref!r} is not a plan file, a plan id or a stored plan's name")
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -117,30 +86,6 @@ def status_table(url: str, plan_id: int | None) -> tuple[Table, dict[str, int]]:
     return table, counts
 
 
-def leaderboard_tables(url: str, plan_id: int, task: str | None = None) -> list[Table]:
-    from zolab.db.repo.leaderboard import leaderboard
-    from zolab.db.session import session_scope
-
-    with session_scope(url) as s:
-        rows = leaderboard(s, plan_id, task)
-    tables: dict[str, Table] = {}
-    for r in rows:
-        t = tables.get(r.task)
-        if t is None:
-            t = tables[r.task] = Table(title=f"leaderboard: plan {plan_id}, task {escape(r.task)} (mean ± 95% CI over seeds)")
-            for col in ("variant", "seeds", "accuracy", "macro-F1", "peak memory", "GPU hours", "wall s", "Δ acc"):
-                t.add_column(col, justify="left" if col == "variant" else "right")
-
-        def ci(mean: float, half: float | None) -> str:
-            return f"{mean:.3f}" + ("" if half is None else f" ± {half:.3f}")
-
-        t.add_row(("[bold]" if r.is_baseline else "") + escape(r.label) + ("[/]" if r.is_baseline else ""), str(r.n),
-                  ci(r.accuracy_mean, r.accuracy_ci), ci(r.f1_mean, r.f1_ci), _gib(r.peak_memory),
-                  ci(r.gpu_hours_mean, r.gpu_hours_ci), f"{r.wall_time_mean:.1f}",
-                  "" if r.delta_accuracy is None or r.is_baseline else f"{r.delta_accuracy:+.3f}")
-    return list(tables.values())
-
-
 # -- commands -------------------------------------------------------------------------------------
 def run_cmd(
     plan: str = typer.Argument(..., help="Plan file (uploaded first) or stored plan id/name."),
@@ -152,6 +97,8 @@ def run_cmd(
                                      "for jobs with device auto (default: this machine)."),
     lease_seconds: float = typer.Option(None, "--lease-seconds", help="Job lease (default 60 s or ZOLAB_LEASE_SECONDS)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs, CI)."),
+    allow_unresolved: bool = typer.Option(False, "--allow-unresolved", help="Upload a plan file even with "
+                                          "unresolved ablations (stored, not run); the others run."),
     db: str | None = DB_OPTION,
 ) -> None:
     """Expand a plan into jobs, check the budget, and run them (resumes a plan run before)."""
@@ -164,7 +111,7 @@ def run_cmd(
     def act() -> None:
         from zolab.platform.scheduler import BudgetExceeded, expand, schedule
 
-        plan_id = guard(lambda: resolve_plan(plan, url))
+        plan_id = guard(lambda: resolve_plan(plan, url, allow_unresolved=allow_unresolved))
         exp = expand(url, plan_id, device=estimate_for)
         print_expansion(exp)
         if dry_run:
@@ -191,6 +138,7 @@ def _execute(url: str, plan_id: int, executor: str, workers: int, lease_s: float
 
 
 def _summary(url: str, plan_id: int) -> None:
+    from zolab.cli.leaderboard_cmds import leaderboard_tables
     from zolab.platform.queue import JobQueue
 
     for t in leaderboard_tables(url, plan_id):
@@ -203,7 +151,7 @@ def _summary(url: str, plan_id: int) -> None:
 
 def worker_cmd(
     follow: bool = typer.Option(False, "--follow", help="Keep waiting for new jobs instead of exiting when drained."),
-    plan: int = typer.Option(None, "--plan", help="Only jobs of this plan id."),
+    plan: str = typer.Option(None, "--plan", help="Only jobs of this plan (id or name)."),
     lease_seconds: float = typer.Option(None, "--lease-seconds", help="Job lease (default 60 s)."),
     db: str | None = DB_OPTION,
 ) -> None:
@@ -211,7 +159,10 @@ def worker_cmd(
     from zolab.platform.worker import Worker
 
     def act() -> None:
-        w = Worker(_db(db), follow=follow, lease_s=lease_seconds, plan_id=plan)
+        from zolab.platform.lookup import plan_id_of
+
+        url = _db(db)
+        w = Worker(url, follow=follow, lease_s=lease_seconds, plan_id=plan_id_of(url, plan) if plan else None)
         console.print(f"worker {w.id} on {w.device.name}")
         st = w.run()
         console.print(f"worker done: {st.succeeded} succeeded, {st.failed} failed, {st.requeued} requeued, "
@@ -229,24 +180,6 @@ def status_cmd(plan: str = typer.Argument(None, help="Plan id or name (default: 
         table, counts = status_table(url, plan_id)
         console.print(table)
         console.print("jobs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-
-    guard(act)
-
-
-def leaderboard_cmd(
-    plan: str = typer.Argument(..., help="Plan id or name."),
-    task: str = typer.Option(None, "--task", help="Only this task."),
-    db: str | None = DB_OPTION,
-) -> None:
-    """Per variant: mean and 95% CI over seeds of accuracy, F1, peak memory and GPU hours."""
-    url = _db(db)
-
-    def act() -> None:
-        tables = leaderboard_tables(url, resolve_plan(plan, url), task)
-        if not tables:
-            console.print("no finished results yet")
-        for t in tables:
-            console.print(t)
 
     guard(act)
 
@@ -269,7 +202,7 @@ def retry_cmd(job: int = typer.Argument(..., help="Job id."), db: str | None = D
 
 def demo_cmd(
     workers: int = typer.Option(2, "--workers", "-w", min=1),
-    db: str | None = typer.Option(None, "--db", help="Database (default: ZOLAB_DB or a fresh ./zolab-demo.db)."),
+    db: str | None = typer.Option(None, "--db", "--url", help="Database (default: ZOLAB_DB or a fresh ./zolab-demo.db)."),
 ) -> None:
     """Run ablations/quickstart.yaml end to end on CPU (tiny model, SQLite, 2 workers), then the leaderboard."""
     from zolab import config
@@ -285,14 +218,13 @@ def demo_cmd(
     url = _db(db)
     console.print(f"[bold]zolab demo[/]: {plan_file.name} on {escape(url)} with {workers} CPU workers")
     run_cmd(plan=str(plan_file), dry_run=False, force=False, executor="local", workers=workers,
-            estimate_for="cpu", lease_seconds=None, no_progress=False, db=url)
+            estimate_for="cpu", lease_seconds=None, no_progress=False, allow_unresolved=False, db=url)
 
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
     app.command("worker")(worker_cmd)
     app.command("status")(status_cmd)
-    app.command("leaderboard")(leaderboard_cmd)
     app.command("cancel")(cancel_cmd)
     app.command("retry")(retry_cmd)
     app.command("demo")(demo_cmd)

@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import console, guard
-from zolab.cli.run_cmds import DB_OPTION, _db, resolve_plan
+from zolab.cli.common import DB_OPTION, console, guard, resolve_plan
+from zolab.cli.common import db_url as _db
 
 
 def _fmt(params: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from zolab.cli.common import EXIT_INTERNAL, console, fail
+from zolab.cli.common import DB_OPTION, EXIT_INTERNAL, console, fail
 
 APP = Path(__file__).resolve().parent.parent / "ui" / "app.py"
 
@@ -40,7 +40,7 @@ def streamlit_command(port: int, host: str) -> list[str]:
 def ui(
     port: int = typer.Option(8501, "--port", help="TCP port to serve on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
-    db: str = typer.Option(None, "--db", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db)."),
+    db: str = DB_OPTION,
 ) -> None:
     """Start the dashboard: upload plans, watch jobs, read leaderboards."""
     from zolab import config
