@@ -32,19 +32,26 @@ def expansion_tables(exp) -> list[Table]:
              f"= {len(exp.variants)} variants x {len(exp.tasks)} tasks x {len(exp.seeds)} seeds")
     if len(exp.jobs) > n_final:
         title += f", plus {len(exp.jobs) - n_final} tuning trials"
+    from zolab.platform.estimates import step_work
+    from zolab.runners.config import RunConfig
+
     jobs = Table(title=title)
-    for col in ("variant", "serves", "task", "stage", "jobs", "seeds", "est. peak memory", "est. s/step",
-                "est. GPU h"):
-        jobs.add_column(col, justify="right" if col.startswith("est") or col == "jobs" else "left")
+    labels = exp.hours_by_label()
+    hours_col = f"est. {next(iter(labels))}" if len(labels) == 1 else "est. hours (unit: see below)"
+    for col in ("variant", "serves", "task", "stage", "jobs", "seeds", "fwd/step", "est. peak memory", "est. s/step",
+                hours_col):
+        jobs.add_column(col, justify="right" if col.startswith(("est", "fwd")) or col == "jobs" else "left")
     serves = {v.id: ", ".join(v.ablations) for v in exp.variants}
     groups: dict[tuple[int, str, str], list] = {}
     for j in exp.jobs:
         groups.setdefault((j.variant_id, j.task, j.stage), []).append(j)
     for (vid, task, stage), group in groups.items():
         first = group[0]
+        fwd = step_work(RunConfig.from_dict(first.config)).forwards
+        hours = f"{sum(j.estimate.hours for j in group):.3g}" + ("" if len(labels) == 1 else f" {first.estimate.label}")
         jobs.add_row(escape(first.variant_label), escape(serves.get(vid, "")), escape(task), stage, str(len(group)),
-                     ",".join(sorted({str(j.seed) for j in group})), _gib(first.estimate.memory_bytes),
-                     f"{first.estimate.step_seconds:.3g}", f"{sum(j.estimate.gpu_hours for j in group):.3g}")
+                     ",".join(sorted({str(j.seed) for j in group})), f"{fwd:g}", _gib(first.estimate.memory_bytes),
+                     f"{first.estimate.step_seconds:.3g}", hours)
     tables = [jobs]
     if exp.skipped:
         skipped = Table(title="ablations with no jobs")
@@ -61,7 +68,8 @@ def print_expansion(exp) -> None:
         console.print(t)
     style = "green" if exp.within_budget else "bold red"
     console.print(f"total: {len(exp.jobs)} jobs, max est. peak memory {_gib(exp.max_memory_bytes)}, "
-                  f"estimates for {exp.device}")
+                  f"estimates in {escape(exp.estimate_label)}")
+    console.print(f"estimates rest on: {escape(exp.estimate_note)}")
     console.print(f"[{style}]{escape(exp.verdict())}[/]")
 
 
@@ -90,11 +98,15 @@ def status_table(url: str, plan_id: int | None) -> tuple[Table, dict[str, int]]:
 def run_cmd(
     plan: str = typer.Argument(..., help="Plan file (uploaded first) or stored plan id/name."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the jobs, totals and budget verdict; run nothing."),
-    force: bool = typer.Option(False, "--force", help="Run even when the estimate exceeds the plan's budget."),
+    force: bool = typer.Option(False, "--force", help="Run even when the estimate exceeds the plan's budget, "
+                               "or is above 10 GPU-hours with no budget set."),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes (local) or Ray tasks."),
     estimate_for: str = typer.Option(None, "--estimate-for", help="cpu | gpu: device the estimates assume "
-                                     "for jobs with device auto (default: this machine)."),
+                                     "for jobs with device auto (default: this machine's GPU; without one, "
+                                     "GPU for hub models, CPU for tiny test models)."),
+    card: str = typer.Option(None, "--card", help="GPU the estimates assume: H100, H200, A100, L40S, L4, V100 "
+                             "(default: this machine's, else H100)."),
     lease_seconds: float = typer.Option(None, "--lease-seconds", help="Job lease (default 60 s or ZOLAB_LEASE_SECONDS)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs, CI)."),
     allow_unresolved: bool = typer.Option(False, "--allow-unresolved", help="Upload a plan file even with "
@@ -106,19 +118,27 @@ def run_cmd(
         fail(f"--executor must be local or ray, got {executor!r}")
     if estimate_for not in (None, "cpu", "gpu"):
         fail(f"--estimate-for must be cpu or gpu, got {estimate_for!r}")
+    if card is not None:
+        from zolab.platform.estimates import card_named
+
+        try:
+            card_named(card)
+        except ValueError as exc:
+            fail(f"--card: {exc}")
     url = _db(db)
 
     def act() -> None:
-        from zolab.platform.scheduler import BudgetExceeded, expand, schedule
+        from zolab.platform.scheduler import expand, schedule
 
         plan_id = guard(lambda: resolve_plan(plan, url, allow_unresolved=allow_unresolved))
-        exp = expand(url, plan_id, device=estimate_for)
+        exp = expand(url, plan_id, device=estimate_for, card=card)
         print_expansion(exp)
         if dry_run:
             return
-        if not exp.within_budget and not force:
-            raise BudgetExceeded(exp.total_gpu_hours, exp.budget_gpu_hours or 0.0)
-        report = schedule(url, plan_id, force=True, device=estimate_for)
+        refusal = exp.refusal()
+        if refusal is not None and not force:
+            raise refusal
+        report = schedule(url, plan_id, force=True, device=estimate_for, card=card)
         console.print(f"enqueued {len(report.created)} new jobs ({report.existing} already known)")
         _execute(url, plan_id, executor, workers, lease_seconds, not no_progress)
         _summary(url, plan_id)
@@ -218,7 +238,7 @@ def demo_cmd(
     url = _db(db)
     console.print(f"[bold]zolab demo[/]: {plan_file.name} on {escape(url)} with {workers} CPU workers")
     run_cmd(plan=str(plan_file), dry_run=False, force=False, executor="local", workers=workers,
-            estimate_for="cpu", lease_seconds=None, no_progress=False, allow_unresolved=False, db=url)
+            estimate_for="cpu", card=None, lease_seconds=None, no_progress=False, allow_unresolved=False, db=url)
 
 
 def register(app: typer.Typer) -> None:

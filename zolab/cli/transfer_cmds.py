@@ -26,9 +26,14 @@ FORCE_OPTION = typer.Option(False, "--force", help="enqueue a plan file even whe
 def _plan_id(plan: str, db: str | None, force: bool) -> int:
     """A stored plan (id or name), or upload + enqueue a plan file (both idempotent)."""
     if not Path(plan).is_file():
-        from zolab.platform.lookup import plan_id_of
+        from zolab.platform.lookup import NotFound, plan_id_of
 
-        return plan_id_of(db, plan)
+        try:
+            return plan_id_of(db, plan)
+        except NotFound:
+            if Path(plan).suffix or "/" in plan:
+                raise NotFound(f"{plan}: neither a plan id nor a plan file (nor a stored plan's name)") from None
+            raise
     from zolab.platform.scheduler import schedule
     from zolab.platform.upload import upload_plan
 
