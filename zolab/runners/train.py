@@ -27,6 +27,7 @@ from zolab.runners.config import RunConfig
 from zolab.runners.divergence import DivergenceMonitor, watch_scores
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.metrics import (
+    MethodMemory,
     RunMeter,
     accuracy,
     convergence_step,
@@ -132,6 +133,7 @@ class _Run:
         self.named = trainable_parameters(self.model) if self.trains else []
         self.opt: Any = (build_optimizer(baselines.optimizer_config(config), self.named, model=self.model,
                                          device=self.device) if self.trains else None)
+        self.memory = MethodMemory(self.model, self.opt)   # weights + optimizer state + z buffers held
         needs_grad = getattr(self.opt, "needs_grad", False)
         self.loss_fn = make_loss(self.model, self.scorer, get_objective(config.objective, needs_grad))
         self.schedule = BatchSchedule(self.splits.train, config.batch_size, config.seed)
@@ -270,7 +272,8 @@ def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Re
         final_loss=final_loss, zero_shot_accuracy=zero_acc if resume is None else None,
         convergence_step=convergence_step(r.meter.dev_curve), loss_slope=loss_slope(r.meter.losses),
         dev_accuracy=r.meter.dev_curve[-1][1] if r.meter.dev_curve else None, device=str(r.device),
-        diverged=r.divergence.found is not None, extra=_extra(r, zero_dev, start),
+        diverged=r.divergence.found is not None, method_memory_bytes=r.memory.total(),
+        extra=_extra(r, zero_dev, start),
     )
 
 
@@ -286,4 +289,5 @@ def _extra(r: _Run, zero_dev: float | None, start: int) -> dict[str, Any]:
         **r.divergence.extra(), **baselines.extra(r.config, r.scorer),
         **({} if r.lr_schedule.trivial else {"lr_schedule": r.config.lr_schedule,
                                              "warmup_steps": r.config.warmup_steps}),
+        "method_memory": r.memory.parts(),
     }
