@@ -95,7 +95,6 @@ def test_the_knobs_change_forwards_per_step():
     c = RunConfig(model="tiny-opt", n_samples=3)
     assert step_work(c).forwards == 6                                        # central: 2q
     assert step_work(c.replace(estimator="forward")).forwards == 4           # one-sided: q + 1
-    assert step_work(c.replace(estimator="one-point")).forwards == 3         # one-point: q (1 at q = 1)
     assert step_work(c.replace(estimator="one-point", n_samples=1)).forwards == 1
     assert step_work(c.replace(method="one-point-rf", n_samples=1)).forwards == 1
     assert step_work(c.replace(method="fo-adam")).forwards == 3              # forward + backward

@@ -341,10 +341,10 @@ def test_streamlit_command_binds_localhost() -> None:
 def test_zolab_ui_binds_localhost_unless_told(args: list[str], address: str, sqlite_url: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``zolab ui`` (no options) starts Streamlit on 127.0.0.1; exposing it takes an explicit --host."""
-    import subprocess
+    from zolab.cli import ui_cmds
 
     calls: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, **_k: calls.append(list(cmd)) or 0)
+    monkeypatch.setattr(ui_cmds, "serve", lambda cmd, env, **_k: calls.append(list(cmd)) or 0)
     result = CliRunner().invoke(app, ["ui", "--db", sqlite_url, *args])
     assert result.exit_code == 0, result.output
     (cmd,) = calls
