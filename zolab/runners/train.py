@@ -5,6 +5,10 @@ Flow: load model + task, sample seeded splits, zero-shot eval (dev and test), th
 ``eval_every``; a checkpoint every ``checkpoint_every``), then the final test eval. ``steps=0``
 is evaluation only. The batch at step t is a pure function of (seed, t), so replay and resume need
 no data-loader state. The model stays in eval mode (no dropout) for every method.
+
+Resume: every checkpoint carries the run's :class:`~zolab.runners.checkpoint.RunTotals`; a resumed
+run starts from them (forward passes, wall time, GPU seconds, zero-shot metrics, curves, the loss
+window), so its Result equals an uninterrupted run's in every column but the measured times.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 from torch import nn
 
 from zolab.runners import checkpoint as ckpts
+from zolab.runners.checkpoint import RunTotals, peak, totals_of
 from zolab.runners.config import RunConfig
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.metrics import (
@@ -128,6 +133,13 @@ class _Run:
         self.schedule = BatchSchedule(self.splits.train, config.batch_size, config.seed)
         self.eval_bs = max(32, config.batch_size)
         self.log_every = max(1, config.steps // _MAX_CURVE_POINTS)
+        # what earlier segments of this run accumulated (resume), and what a checkpoint must carry
+        self.carried = RunTotals()
+        self.totals_incomplete = False
+        self.zero_acc: float | None = None
+        self.zero_dev: float | None = None
+        self.loss_window: list[float] = []     # train losses since the last logged loss point
+        self.last_loss: float | None = None    # the last finite train loss
 
     def settle(self) -> None:
         """Weights = theta before anyone reads them (a no-op when the optimizer's settle points
@@ -149,20 +161,53 @@ class _Run:
     def checkpoint(self, step: int) -> Checkpoint:
         self.settle()
         if isinstance(self.opt, ZOOptimizer):
-            return ckpts.zo_checkpoint(self.opt, self.base)
-        return ckpts.fo_checkpoint(self.opt, self.named, step, self.base, self.config)
+            ckpt = ckpts.zo_checkpoint(self.opt, self.base)
+        else:
+            ckpt = ckpts.fo_checkpoint(self.opt, self.named, step, self.base, self.config)
+        ckpt.totals = self.totals().to_dict()
+        return ckpt
 
     def restore(self, resume: Checkpoint) -> int:
         if isinstance(self.opt, ZOOptimizer):
             ckpts.replay(self.opt, resume, self.base)
         else:
             ckpts.fo_restore(self.opt, self.named, resume, self.base)
+        self.adopt(totals_of(resume))
         return resume.step
+
+    # -- resume: running totals ------------------------------------------------------------------
+    def adopt(self, carried: RunTotals | None) -> None:
+        """Continue from earlier segments' totals (None: a checkpoint from before totals existed;
+        the result is then marked ``totals_incomplete`` instead of passing a segment off as the run)."""
+        if carried is None:
+            self.totals_incomplete = True
+            return
+        self.carried = carried
+        self.meter.forward_passes += carried.forward_passes
+        self.meter.dev_curve[:0] = carried.dev_curve
+        self.meter.losses[:0] = carried.loss_curve
+        self.loss_window = list(carried.loss_window)
+        self.last_loss = carried.last_loss
+        self.zero_acc, self.zero_dev = carried.zero_shot_accuracy, carried.zero_shot_dev_accuracy
+
+    def totals(self) -> RunTotals:
+        """This run so far: earlier segments plus this one."""
+        c = self.carried
+        alloc, reserved = gpu_peaks(self.device)
+        return RunTotals(
+            forward_passes=self.meter.forward_passes, wall_time_s=c.wall_time_s + self.meter.wall_time,
+            gpu_seconds=c.gpu_seconds + self.meter.gpu_hours() * 3600.0, segments=c.segments + 1,
+            zero_shot_accuracy=self.zero_acc, zero_shot_dev_accuracy=self.zero_dev,
+            dev_curve=list(self.meter.dev_curve), loss_curve=list(self.meter.losses),
+            loss_window=list(self.loss_window), last_loss=self.last_loss,
+            peak_memory_allocated=peak(c.peak_memory_allocated, alloc),
+            peak_memory_reserved=peak(c.peak_memory_reserved, reserved),
+            peak_rss=peak(c.peak_rss, peak_rss_bytes()),
+        )
 
     def train(self, start: int) -> float | None:
         cfg, rep = self.config, self.reporter
-        window: list[float] = []
-        last: float | None = None
+        window = self.loss_window
         for t in range(start, cfg.steps):
             step = t + 1
             batch = self.scorer.encode(self.schedule.batch(t))
@@ -170,20 +215,20 @@ class _Run:
             value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             if not math.isfinite(value) and not isinstance(self.opt, ZOOptimizer):
                 raise NonFiniteLossError(step, value)
-            last = value if math.isfinite(value) else last
+            self.last_loss = value if math.isfinite(value) else self.last_loss
             window.append(value)
             if step % self.log_every == 0 or step == cfg.steps:
                 mean = sum(window) / len(window)
                 self.meter.losses.append((step, mean))
                 rep.metric(step, "train_loss", mean)
-                window = []
+                window.clear()
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 self.eval_dev(step)
             if step % cfg.checkpoint_every == 0:
                 rep.checkpoint(self.checkpoint(step))
             rep.heartbeat()
             rep.progress(step, cfg.steps, value)
-        return last
+        return self.last_loss
 
 
 @contextlib.contextmanager
@@ -211,37 +256,41 @@ def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Re
     r = _Run(config, reporter)
     reporter.heartbeat()
     start = 0
-    zero_acc: float | None = None
-    zero_dev: float | None = None
     if resume is not None:
         start = r.restore(resume)
     else:
-        zero_dev = r.eval_dev(0)
-        zero_acc, zero_f1 = r.evaluate_test()
-    final_loss = r.train(start)
-    if config.steps == 0 and zero_acc is not None:
-        acc, f1 = zero_acc, zero_f1  # zero-shot reference: the weights did not move, evaluate once
+        r.zero_dev = r.eval_dev(0)
+        r.zero_acc, zero_f1 = r.evaluate_test()
+    r.train(start)
+    if config.steps == 0 and resume is None:
+        acc, f1 = r.zero_acc, zero_f1  # zero-shot reference: the weights did not move, evaluate once
     else:
         acc, f1 = r.evaluate_test()
-    alloc, reserved = gpu_peaks(r.device)
+    return _result(r, acc, f1, start)
+
+
+def _result(r: _Run, acc: float, f1: float, start: int) -> Result:
+    """The whole run's Result: every count, time, curve and curve summary from :meth:`_Run.totals`."""
+    t = r.totals()
     return Result(
-        accuracy=acc, f1=f1, steps=config.steps, forward_passes=r.meter.forward_passes,
-        wall_time_s=r.meter.wall_time, gpu_hours=r.meter.gpu_hours(),
-        peak_memory_allocated=alloc, peak_memory_reserved=reserved, peak_rss=peak_rss_bytes(),
-        final_loss=final_loss, zero_shot_accuracy=zero_acc if resume is None else None,
-        convergence_step=convergence_step(r.meter.dev_curve), loss_slope=loss_slope(r.meter.losses),
-        dev_accuracy=r.meter.dev_curve[-1][1] if r.meter.dev_curve else None, device=str(r.device),
-        extra=_extra(r, zero_dev, start),
+        accuracy=acc, f1=f1, steps=r.config.steps, forward_passes=t.forward_passes,
+        wall_time_s=t.wall_time_s, gpu_hours=t.gpu_seconds / 3600.0,
+        peak_memory_allocated=t.peak_memory_allocated, peak_memory_reserved=t.peak_memory_reserved,
+        peak_rss=t.peak_rss, final_loss=t.last_loss, zero_shot_accuracy=t.zero_shot_accuracy,
+        convergence_step=convergence_step(t.dev_curve), loss_slope=loss_slope(t.loss_curve),
+        dev_accuracy=t.dev_curve[-1][1] if t.dev_curve else None, device=str(r.device),
+        extra=_extra(r, t, start),
     )
 
 
-def _extra(r: _Run, zero_dev: float | None, start: int) -> dict[str, Any]:
+def _extra(r: _Run, t: RunTotals, start: int) -> dict[str, Any]:
     return {
-        "method": r.config.method, "base": r.base, "resumed_from": start or None,
-        "zero_shot_dev_accuracy": zero_dev,
+        "method": r.config.method, "base": r.base, "resumed_from": start or None, "segments": t.segments,
+        **({"totals_incomplete": True} if r.totals_incomplete else {}),
+        "zero_shot_dev_accuracy": t.zero_shot_dev_accuracy,
         "trainable_params": sum(p.numel() for _, p in r.named),
         "train_examples": len(r.splits.train), "dev_examples": len(r.splits.dev),
         "test_examples": len(r.splits.test),
         "forwards_per_step": getattr(r.opt, "forwards_per_step", None),
-        "dev_curve": r.meter.dev_curve, "loss_curve": r.meter.losses,
+        "dev_curve": t.dev_curve, "loss_curve": t.loss_curve,
     }
