@@ -32,13 +32,15 @@ def _db(db: str | None) -> str:
 
 
 # -- plan resolution ------------------------------------------------------------------------------
-def resolve_plan(ref: str, url: str) -> int:
-    """A plan id from a file (uploaded first, idempotently), an id, or a stored plan's name."""
+def resolve_plan(ref: str, url: str, max_jobs: int | None = None) -> int:
+    """A plan id from a file (uploaded first, idempotently, with at most ``max_jobs`` jobs: default
+    10,000), an id, or a stored plan's name."""
     path = Path(ref)
     if path.is_file():
+        from zolab.platform.intake_checks import DEFAULT_MAX_JOBS
         from zolab.platform.upload import upload_plan
 
-        res = upload_plan(path, filename=str(path), url=url)
+        res = upload_plan(path, filename=str(path), url=url, max_jobs=max_jobs or DEFAULT_MAX_JOBS)
         state = "uploaded as" if res.created else "already stored as"
         console.print(f"plan {escape(res.prepared.plan.name)!s} {state} plan {res.plan_id}")
         return res.plan_id
@@ -152,6 +154,7 @@ def run_cmd(
                                      "for jobs with device auto (default: this machine)."),
     lease_seconds: float = typer.Option(None, "--lease-seconds", help="Job lease (default 60 s or ZOLAB_LEASE_SECONDS)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live display (logs, CI)."),
+    max_jobs: int = typer.Option(10_000, "--max-jobs", min=1, help="Refuse a plan of more jobs than this."),
     db: str | None = DB_OPTION,
 ) -> None:
     """Expand a plan into jobs, check the budget, and run them (resumes a plan run before)."""
@@ -164,14 +167,14 @@ def run_cmd(
     def act() -> None:
         from zolab.platform.scheduler import BudgetExceeded, expand, schedule
 
-        plan_id = guard(lambda: resolve_plan(plan, url))
-        exp = expand(url, plan_id, device=estimate_for)
+        plan_id = guard(lambda: resolve_plan(plan, url, max_jobs))
+        exp = expand(url, plan_id, device=estimate_for, max_jobs=max_jobs)
         print_expansion(exp)
         if dry_run:
             return
         if not exp.within_budget and not force:
             raise BudgetExceeded(exp.total_gpu_hours, exp.budget_gpu_hours or 0.0)
-        report = schedule(url, plan_id, force=True, device=estimate_for)
+        report = schedule(url, plan_id, force=True, device=estimate_for, max_jobs=max_jobs)
         console.print(f"enqueued {len(report.created)} new jobs ({report.existing} already known)")
         _execute(url, plan_id, executor, workers, lease_seconds, not no_progress)
         _summary(url, plan_id)

@@ -8,6 +8,9 @@ A variant's ``tuned_params[task]`` (written by Optuna tuning) override its confi
 trials are jobs too (stage ``tune``, ``study_name``, ``trial_number``, key from :func:`job_key` with
 ``trial=``) and go through the same queue.
 
+A plan makes at most ``max_jobs`` jobs (default 10,000, ``--max-jobs``): :func:`expand` counts
+variants x tasks x (seeds + trials) from the stored rows before it builds a single job.
+
 Enqueueing is idempotent: a job's key is ``p<plan>:v<variant>:<task>:s<seed>:final``, so running a plan
 again (after a crash, or to add nothing) never duplicates a job; finished jobs stay finished.
 """
@@ -22,6 +25,7 @@ from zolab.db.repo import jobs as repo
 from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
 from zolab.platform.estimates import JobEstimate, StepTimeModel, estimate_job
+from zolab.platform.intake_checks import DEFAULT_MAX_JOBS, JobCount, cap_message, stored_count
 from zolab.platform.queue import JobQueue
 from zolab.runners.config import RunConfig
 
@@ -39,6 +43,12 @@ class BudgetExceeded(SchedulerError):
             "(use --force to run anyway)"
         )
         self.estimated, self.budget = estimated, budget
+
+
+class JobCapExceeded(SchedulerError):
+    def __init__(self, count: JobCount, max_jobs: int) -> None:
+        super().__init__(cap_message(count, max_jobs, bound=False))
+        self.count, self.max_jobs = count, max_jobs
 
 
 def job_key(plan_id: int, variant_id: int, task: str, seed: int, stage: str = JobStage.FINAL.value,
@@ -127,11 +137,13 @@ def _job_device(config: RunConfig, default: str) -> str:
     return "gpu" if config.device.startswith("cuda") else default
 
 
-def expand(url: str | None, plan_id: int, *, device: str | None = None) -> Expansion:
+def expand(url: str | None, plan_id: int, *, device: str | None = None,
+           max_jobs: int | None = DEFAULT_MAX_JOBS) -> Expansion:
     """Read a stored plan and list its jobs with estimates (writes nothing).
 
     ``device`` (``cpu`` | ``gpu``) is where jobs with ``device: auto`` are estimated to run
-    (default: this machine); jobs that name their device keep it."""
+    (default: this machine); jobs that name their device keep it. More than ``max_jobs`` jobs
+    (None: no cap) raise :class:`JobCapExceeded` before any is built."""
     device = device or default_device()
 
     def tx():
@@ -152,6 +164,9 @@ def expand(url: str | None, plan_id: int, *, device: str | None = None) -> Expan
     tasks, seeds = list(pj.get("tasks") or []), [int(x) for x in pj.get("seeds") or []]
     if not tasks or not seeds:
         raise SchedulerError(f"plan {plan.id} ({plan.name}) lists no tasks or no seeds")
+    count = stored_count(len(variants), pj)
+    if max_jobs is not None and count.jobs > max_jobs:
+        raise JobCapExceeded(count, max_jobs)
     skipped = [SkippedAblation(a.name, a.status, a.explanation or a.status) for a in ablations
                if a.status in SKIPPED_STATUSES]
     infos, jobs = [], []
@@ -179,9 +194,10 @@ def expand(url: str | None, plan_id: int, *, device: str | None = None) -> Expan
 
 
 def schedule(url: str | None, plan_id: int, *, force: bool = False, device: str | None = None,
-             max_attempts: int = 3) -> ScheduleReport:
-    """Enqueue the plan's jobs that do not exist yet; refuse a plan over budget unless ``force``."""
-    expansion = expand(url, plan_id, device=device)
+             max_attempts: int = 3, max_jobs: int | None = DEFAULT_MAX_JOBS) -> ScheduleReport:
+    """Enqueue the plan's jobs that do not exist yet; refuse a plan over budget unless ``force``,
+    and one of more than ``max_jobs`` jobs."""
+    expansion = expand(url, plan_id, device=device, max_jobs=max_jobs)
     if not expansion.within_budget and not force:
         raise BudgetExceeded(expansion.total_gpu_hours, expansion.budget_gpu_hours or 0.0)
     if any(j.stage == JobStage.TUNE.value for j in expansion.jobs):
@@ -204,6 +220,7 @@ def schedule(url: str | None, plan_id: int, *, force: bool = False, device: str 
 __all__ = [
     "BudgetExceeded",
     "Expansion",
+    "JobCapExceeded",
     "JobSpec",
     "ScheduleReport",
     "SchedulerError",

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from zolab.runners.config import RunConfig
+from zolab.runners.confine import confined
 from zolab.runners.optim.base import ZOOptimizer
 from zolab.runners.reporter import Checkpoint
 
@@ -81,10 +82,11 @@ def peak(a: int | None, b: int | None) -> int | None:
 
 
 def checkpoint_dir(config: RunConfig) -> Path:
-    """``task_options.checkpoint_dir``, else ``$ZOLAB_HOME/checkpoints``."""
+    """``task_options.checkpoint_dir`` (resolved; refused outside ``ZOLAB_DATA_ROOTS``, see
+    :mod:`zolab.runners.confine`), else ``$ZOLAB_HOME/checkpoints``."""
     raw = config.task_options.get("checkpoint_dir")
     if raw:
-        return Path(raw).expanduser()
+        return confined(raw, "task_options.checkpoint_dir")
     from zolab.config import home_dir  # stdlib-only settings module
 
     return home_dir() / "checkpoints"

@@ -25,6 +25,7 @@ from torch import nn
 from zolab.runners import checkpoint as ckpts
 from zolab.runners.checkpoint import RunTotals, peak, totals_of
 from zolab.runners.config import RunConfig
+from zolab.runners.confine import check_run_paths
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.metrics import (
     RunMeter,
@@ -252,7 +253,16 @@ def run(config: RunConfig, reporter: Reporter | None = None, resume: Checkpoint 
         return _run(config, reporter or NullReporter(), resume)
 
 
+def confine_paths(config: RunConfig) -> None:
+    """Refuse plan paths outside ``ZOLAB_DATA_ROOTS`` before anything is opened (job files run by
+    ``run-one`` or the batch runner never went through an upload's check)."""
+    from zolab.runners.assets import model_aliases
+
+    check_run_paths(config, lambda m: parse_tiny(m) is not None or m in model_aliases())
+
+
 def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Result:
+    confine_paths(config)
     r = _Run(config, reporter)
     reporter.heartbeat()
     start = 0
