@@ -200,7 +200,8 @@ def _replacement_item(value: Any) -> list[str]:
         for k, v in value.items():
             if isinstance(v, (list, dict)):
                 raise ValueError(f"replacement {k!r}: a value must be a single number or text")  # noqa: TRY004
-            out.append(f"{k}: {_replacement_item(v)[0] if _replacement_item(v) else ''}".strip())
+            parts = _replacement_item(v)  # {lr: "1e-3, 1e-4"} -> "lr: 1e-3", "lr: 1e-4"
+            out.extend([f"{k}: {part}" for part in parts] or [f"{k}:"])
         return out
     raise ValueError(f"replacement items must be text or numbers, got {type(value).__name__}")
 
@@ -313,10 +314,15 @@ class Ablation(StrictModel):
     metrics: list[Metric] | None = None
     component: str | None = None
 
+    @field_validator("name", "ablated_part", mode="before")
+    @classmethod
+    def _normal(cls, v: Any) -> Any:
+        return nfkc(v) if isinstance(v, str) else v  # before the length limits: NFKC can lengthen text
+
     @field_validator("name", "ablated_part")
     @classmethod
     def _strip(cls, v: str) -> str:
-        v = " ".join(nfkc(v).split())
+        v = " ".join(v.split())
         if not v:
             raise ValueError("must not be empty")
         return v
@@ -415,13 +421,10 @@ class Plan(StrictModel):
     def _strip_description(cls, v: str) -> str:
         return v.strip()
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _normal_name(cls, v: str) -> str:
-        v = nfkc(v).strip()
-        if not v:
-            raise ValueError("must not be empty")
-        return v
+    def _normal_name(cls, v: Any) -> Any:
+        return nfkc(v).strip() if isinstance(v, str) else v  # before the length limit: NFKC can lengthen text
 
     @field_validator("tasks", mode="before")
     @classmethod
