@@ -44,7 +44,8 @@ def _drug_zip(path: Path) -> Path:
 
 
 @pytest.fixture()
-def plan_file(tmp_path: Path) -> Path:
+def plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ZOLAB_DATA_ROOTS", str(tmp_path))  # the data file lives there (issue 17: confined paths)
     data = _drug_zip(tmp_path / "drugsCom.zip")
     plan = {
         "zolab": 1, "name": "transfer-e2e", "zero_shot": True,

@@ -15,7 +15,7 @@ DUPES = """\
 zolab: 1
 name: dedup
 baseline: {method: mezo, model: tiny-opt, steps: 10, device: cpu}
-tasks: [synthetic-sentiment, other-task]
+tasks: [synthetic-sentiment, sst2]
 seeds: [1, 2, 3]
 budget: {gpu_hours: %s}
 ablations:
@@ -95,5 +95,5 @@ def test_final_jobs_use_the_tuned_params_of_their_task(sqlite_url):
         base.tuned_params = {"synthetic-sentiment": {"lr": 0.5, "eps": 0.02}}
     jobs = [j for j in expand(sqlite_url, plan_id).jobs if j.variant_label == "baseline"]
     tuned = {(j.config["lr"], j.config["eps"]) for j in jobs if j.task == "synthetic-sentiment"}
-    untouched = {(j.config["lr"], j.config["eps"]) for j in jobs if j.task == "other-task"}
+    untouched = {(j.config["lr"], j.config["eps"]) for j in jobs if j.task == "sst2"}
     assert tuned == {(0.5, 0.02)} and untouched == {(1e-6, 1e-3)}

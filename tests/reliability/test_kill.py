@@ -1,9 +1,10 @@
 """Crash recovery (issue 5 + issue 8.1) with the real MeZO runner on a tiny model.
 
 * A worker process is SIGKILLed mid-job: its lease expires, another worker claims the job and
-  resumes from the trajectory checkpoint; the final loss, accuracy, F1 and the whole trajectory
-  (seeds + projected gradients, i.e. the weights: theta_T is a function of the base weights and the
-  trajectory) equal an uninterrupted run's.
+  resumes from the trajectory checkpoint; the whole trajectory (seeds + projected gradients, i.e. the
+  weights: theta_T is a function of the base weights and the trajectory), every result column
+  (issue 17: forward passes, zero-shot accuracy, convergence step, loss slope, curves in ``extra``;
+  wall time as checkpointed + the last segment) and the stored metric points equal an uninterrupted run's.
 * ``zolab run`` itself killed mid-plan (orchestrator and workers, like a lost machine) and restarted:
   the remaining jobs finish, finished ones are neither rerun nor duplicated.
 """
@@ -21,13 +22,14 @@ from pathlib import Path
 import pytest
 
 from tests.platform._factories import make_jobs
+from tests.reliability._whole import assert_whole
 from zolab.db.repo import jobs as repo
 from zolab.db.session import session_scope
 from zolab.platform.executors.local import worker_command, worker_env
 from zolab.platform.worker import Worker
 from zolab.runners import train
 from zolab.runners.config import RunConfig
-from zolab.runners.reporter import MemoryReporter
+from zolab.runners.reporter import MemoryReporter, Result
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"method": "mezo", "model": "tiny-opt", "task": "synthetic-sentiment", "seed": 3, "lr": 1e-3, "eps": 1e-3,
@@ -38,10 +40,10 @@ LEASE_S = 2.0
 
 @pytest.fixture(scope="module")
 def reference():
-    """The uninterrupted run: result and its full trajectory."""
+    """The uninterrupted run: result, its full trajectory, and its reporter (the curves)."""
     rep = MemoryReporter()
     result = train.run(RunConfig(**TINY), rep)
-    return result, rep.checkpoints[-1]
+    return result, rep.checkpoints[-1], rep
 
 
 def _job(url, job_id):
@@ -62,7 +64,7 @@ def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = 
 
 
 def kill_and_resume(url: str, kill_after_checkpoint: int, reference) -> dict:
-    ref_result, ref_ckpt = reference
+    ref_result, ref_ckpt, ref_rep = reference
     plan_id, (job_id,) = make_jobs(url, 1, TINY)
     env = worker_env(0, 0)
     env.pop("ZOLAB_RUNNER", None)  # the real runner
@@ -85,13 +87,19 @@ def kill_and_resume(url: str, kill_after_checkpoint: int, reference) -> dict:
         result = repo.result_of(s, job_id)
         events = repo.events_of(s, job_id)
         n_results = repo.count_results(s, plan_id)
+        stored = {name: [(st, v) for st, _, v in repo.points_of(s, job_id, name)]
+                  for name in ("dev_accuracy", "train_loss")}
     assert stats.succeeded == 1 and job.status == "succeeded" and job.attempts == 2 and n_results == 1
     assert any("lease of" in e.message and "expired" in e.message for e in events)
     resumed_from = result.extra["resumed_from"]
     assert resumed_from is not None and resumed_from >= ckpt_step  # resumed, not restarted
-    # same run as the uninterrupted one
-    assert result.final_loss == pytest.approx(ref_result.final_loss, rel=1e-6, abs=1e-9)
-    assert (result.accuracy, result.f1) == (pytest.approx(ref_result.accuracy), pytest.approx(ref_result.f1))
+    # same run as the uninterrupted one, in every column and every stored curve point
+    assert_whole({k: getattr(result, k) for k in Result.__dataclass_fields__}, ref_result.to_dict())
+    # wall time: the victim's checkpointed time plus the survivor's whole segment
+    assert result.wall_time_s > dead.checkpoint["totals"]["wall_time_s"] > 0
+    assert job.checkpoint["totals"]["segments"] == 2
+    for name, points in stored.items():
+        assert points == ref_rep.series(name), name
     traj = [tuple(x) for x in job.checkpoint["trajectory"]]
     assert len(traj) == len(ref_ckpt.trajectory) == TINY["steps"]
     assert [s for s, _ in traj] == [s for s, _ in ref_ckpt.trajectory]

@@ -62,7 +62,8 @@ def assert_same(a: Problem, opt_a, b: Problem, opt_b) -> None:
 
 
 @pytest.mark.parametrize(("method", "knobs"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_resume_and_replay_equal_the_live_run(method, knobs, tmp_path):
+def test_resume_and_replay_equal_the_live_run(method, knobs, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOLAB_DATA_ROOTS", str(tmp_path))  # checkpoint_dir must lie under a data root
     cfg = config(method, 4, checkpoint_every=2, task_options={"checkpoint_dir": str(tmp_path)}, **knobs)
     live = Problem()
     opt = build_optimizer(cfg, live.named, model=live.model)

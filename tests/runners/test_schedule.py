@@ -109,7 +109,8 @@ def test_runner_applies_the_lr_of_each_step():
 
 
 @pytest.mark.parametrize("method", ["mezo", "zo-adam", "fo-adam", "linear-probe"])
-def test_resume_mid_warmup_is_bit_identical(method, tmp_path):
+def test_resume_mid_warmup_is_bit_identical(method, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOLAB_DATA_ROOTS", str(tmp_path))  # checkpoint_dir must lie under a data root
     cfg = RunConfig(method=method, lr=1e-2, steps=12, eval_every=6, checkpoint_every=5, lr_schedule="cosine",
                     warmup_steps=8, task_options={"checkpoint_dir": str(tmp_path)}, **SMALL)
     full, _ = _final_params(cfg)

@@ -53,7 +53,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"line 2: invalid JSON"):
         get_task("jsonl").loader({"path": str(path)}, 0)
     path.write_text('{"text": "ok", "label": 5}\n')
-    with pytest.raises(ValueError, match=r"line 1: label 5 is out of range"):
+    with pytest.raises(ValueError, match=r"line 1: the label is out of range 0..1"):
         get_task("jsonl").loader({"path": str(path), "label_words": [" a", " b"]}, 0)
     with pytest.raises(ValueError, match="needs task_options.path"):
         get_task("jsonl").loader({}, 0)

@@ -58,7 +58,8 @@ def _final_params(cfg, rep=None, resume=None):
 
 
 @pytest.mark.parametrize("method", ["mezo", "zo-adam", "one-point-rf", "fo-adam"])
-def test_resume_from_checkpoint_equals_uninterrupted(method, tmp_path):
+def test_resume_from_checkpoint_equals_uninterrupted(method, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOLAB_DATA_ROOTS", str(tmp_path))  # checkpoint_dir must lie under a data root
     cfg = RunConfig(method=method, lr=1e-3, steps=12, eval_every=6, checkpoint_every=5, n_samples=1,
                     task_options={"checkpoint_dir": str(tmp_path)}, **SMALL)
     full, _ = _final_params(cfg)

@@ -46,19 +46,23 @@ def db_url(db: str | None) -> str:
     return config.db_url(db)
 
 
-def resolve_plan(ref: str, url: str, *, strict: bool = False, overrides: dict[str, str] | None = None) -> int:
+def resolve_plan(ref: str, url: str, *, strict: bool = False, overrides: dict[str, str] | None = None,
+                 max_jobs: int | None = None) -> int:
     """A plan id from a plan file (uploaded first, idempotently, with the user's component picks), a
     stored plan's id or its name.
 
     An unknown id or name raises ``NotFound`` (exit 1 under :func:`guard`). A file's unresolved and
-    ambiguous ablations are stored but never run, one line each says so; ``strict`` refuses the file."""
+    ambiguous ablations are stored but never run, one line each says so; ``strict`` refuses the file,
+    as does one of more than ``max_jobs`` jobs (default 10,000)."""
     from pathlib import Path
 
     path = Path(ref)
     if path.is_file():
+        from zolab.platform.intake_checks import DEFAULT_MAX_JOBS
         from zolab.platform.upload import upload_plan
 
-        res = upload_plan(path, filename=str(path), url=url, allow_unresolved=not strict, overrides=overrides)
+        res = upload_plan(path, filename=str(path), url=url, allow_unresolved=not strict, overrides=overrides,
+                          max_jobs=max_jobs or DEFAULT_MAX_JOBS)
         state = "uploaded as" if res.created else "already stored as"
         console.print(f"plan {escape(res.prepared.plan.name)} {state} plan {res.plan_id}")
         for line in res.prepared.not_run_lines():

@@ -37,6 +37,8 @@ LEGACY_ALLOW = typer.Option(False, "--allow-unresolved", hidden=True,
                             help="Kept for old scripts: unresolved ablations are stored as not run by default.")
 STATUS_STYLE = {"resolved": "green", "inverted": "cyan", "no_op": "yellow", "ambiguous": "magenta",
                 "unresolved": "red"}
+MAX_JOBS_OPTION = typer.Option(10_000, "--max-jobs", min=1,
+                               help="Refuse a plan of more jobs than this (checked from its counts first).")
 
 
 def _csv(value: str | None, kind: str) -> list[Any] | None:
@@ -63,13 +65,13 @@ def _overrides(values: list[str] | None) -> dict[str, str]:
 
 
 def _prepare(file: str, fmt: str | None, baseline: str | None, tasks: str | None, seeds: str | None,
-             override: list[str] | None):
+             override: list[str] | None, max_jobs: int = 10_000):
     from pathlib import Path
 
     from zolab.platform.upload import prepare
 
     prepared = prepare(Path(file), filename=file, fmt=fmt, baseline=baseline, tasks=_csv(tasks, "str"),
-                       seeds=_csv(seeds, "int"), overrides=_overrides(override))
+                       seeds=_csv(seeds, "int"), overrides=_overrides(override), max_jobs=max_jobs)
     if baseline and prepared.format == "yaml":
         err_console.print("[yellow]note:[/] --baseline is ignored for YAML plans (they carry their own baseline)")
     return prepared
@@ -179,6 +181,7 @@ def validate_cmd(
     override: list[str] | None = OVERRIDE_OPTION,
     strict: bool = STRICT_OPTION,
     allow_unresolved: bool = LEGACY_ALLOW,
+    max_jobs: int = MAX_JOBS_OPTION,
 ) -> None:
     """Parse, validate and resolve a plan; show how each ablation maps to runner config changes,
     and the candidates of every ablation that is unresolved or ambiguous.
@@ -197,7 +200,7 @@ def validate_cmd(
                           f"on {escape(str(b.get('model', '-')))}; tasks {escape(', '.join(defaults['tasks']))}; "
                           f"seeds {', '.join(map(str, defaults['seeds']))}")
         return
-    prepared = guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
+    prepared = guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override, max_jobs))
     report = _report(prepared)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -227,6 +230,7 @@ def upload_cmd(
     seeds: str | None = SEEDS_OPTION,
     fmt: str | None = FORMAT_OPTION,
     override: list[str] | None = OVERRIDE_OPTION,
+    max_jobs: int = MAX_JOBS_OPTION,
 ) -> None:
     """Validate, resolve and store a plan (the same content twice gives the same plan id).
 
@@ -234,7 +238,7 @@ def upload_cmd(
     """
     from zolab.platform.upload import store
 
-    prepared = guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override))
+    prepared = guard(lambda: _prepare(file, fmt, baseline, tasks, seeds, override, max_jobs))
     result = guard(lambda: store(prepared, url=db, allow_unresolved=not strict))
     verb = "stored as" if result.created else "already stored as"
     console.print(f"plan [bold]{escape(prepared.plan.name)}[/] {verb} id [bold]{result.plan_id}[/]: "
@@ -325,9 +329,15 @@ def show_cmd(plan_ref: str = typer.Argument(..., metavar="PLAN", help="Plan id o
 @plan_app.command("expand")
 def expand_cmd(plan_ref: str = typer.Argument(..., metavar="PLAN", help="Plan id or stored plan name."),
                db: str | None = DB_OPTION,
-               as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+               as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+               max_jobs: int = MAX_JOBS_OPTION) -> None:
     """The variants a stored plan runs (after resolution and merging duplicates); no jobs yet."""
+    from zolab.platform.intake_checks import cap_message, stored_count
+
     plan, ablations, variants = _load_stored(plan_ref, db)
+    count = stored_count(len(variants), plan.plan_json or {})
+    if count.jobs > max_jobs:
+        fail(f"plan {plan.id}: {cap_message(count, max_jobs, bound=False)}", EXIT_BAD_INPUT)
     base = next((v.config for v in variants if v.is_baseline), {})
     from zolab.platform.components import NOT_RUN
 

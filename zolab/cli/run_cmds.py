@@ -17,7 +17,7 @@ from rich.table import Table
 
 from zolab.cli.common import DB_OPTION, EXIT_BAD_INPUT, console, fail, guard, resolve_plan
 from zolab.cli.common import db_url as _db
-from zolab.cli.plan_cmds import LEGACY_ALLOW, STRICT_OPTION
+from zolab.cli.plan_cmds import LEGACY_ALLOW, MAX_JOBS_OPTION, STRICT_OPTION
 
 DEMO_PLAN = "quickstart.yaml"
 SET_COMPONENT_OPTION = typer.Option(
@@ -143,6 +143,7 @@ def run_cmd(
     set_component: list[str] | None = SET_COMPONENT_OPTION,
     strict: bool = STRICT_OPTION,
     allow_unresolved: bool = LEGACY_ALLOW,
+    max_jobs: int = MAX_JOBS_OPTION,
     db: str | None = DB_OPTION,
 ) -> None:
     """Expand a plan into jobs, check the budget, and run them (resumes a plan run before)."""
@@ -164,15 +165,15 @@ def run_cmd(
         from zolab.platform.scheduler import expand, schedule
 
         picks = _overrides(set_component)
-        plan_id = guard(lambda: resolve_plan(plan, url, strict=strict, overrides=picks))
-        exp = expand(url, plan_id, device=estimate_for, card=card)
+        plan_id = guard(lambda: resolve_plan(plan, url, strict=strict, overrides=picks, max_jobs=max_jobs))
+        exp = expand(url, plan_id, device=estimate_for, card=card, max_jobs=max_jobs)
         print_expansion(exp)
         if dry_run:
             return
         refusal = exp.refusal()
         if refusal is not None and not force:
             raise refusal
-        report = schedule(url, plan_id, force=True, device=estimate_for, card=card)
+        report = schedule(url, plan_id, force=True, device=estimate_for, card=card, max_jobs=max_jobs)
         console.print(f"enqueued {len(report.created)} new jobs ({report.existing} already known)")
         _execute(url, plan_id, executor, workers, lease_seconds, not no_progress)
         _summary(url, plan_id)

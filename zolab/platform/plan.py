@@ -7,14 +7,28 @@ whose issues name the file, line, column and field (unknown keys get a did-you-m
 The ``baseline`` model is generated from the runner's :class:`~zolab.runners.config.RunConfig`
 dataclass, so every runner knob is accepted and the two can never drift apart; ranges that the
 dataclass checks at run time are declared here as pydantic constraints so they fail at upload.
+
+What the database and the runner cannot hold is refused here too, located: non-finite numbers
+anywhere (``lr: .inf``, ``1e400``, ``NaN``), integers beyond the 32-bit columns they end up in (every
+integer knob of the baseline, tuning steps), integers beyond 64 bits anywhere, and text with
+bidirectional-override or zero-width characters (they make a name read differently from what it is).
+Names and free text are NFKC-normalised (full-width and compatibility forms become plain characters,
+so ``ｓｔｅｐｓ`` and ``steps`` are the same ablation name). A replacement written as one
+comma-separated string (``"1e-3, 1e-4"``) is that many values, as the markdown format already reads
+it; commas inside brackets, parentheses or double quotes do not split, nor does a digit-group comma
+(``5,000``, ``1,000,000``: a digit, the comma, exactly three digits), the thousands separator every
+English text means by it; the resolver then reads the number against the knob's domain.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import re
+import types
 import typing
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
@@ -103,9 +117,20 @@ Metric = Annotated[str, BeforeValidator(normalise_metric)]
 # base model
 # --------------------------------------------------------------------------------------------
 class StrictModel(BaseModel):
-    """Unknown keys are errors (``validate_plan`` adds the did-you-mean)."""
+    """Unknown keys are errors (``validate_plan`` adds the did-you-mean); floats must be finite."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True, allow_inf_nan=False)
+
+
+#: the largest value of a 32-bit integer column (PostgreSQL ``integer``: seeds, steps, trial numbers)
+INT32_MAX = 2**31 - 1
+#: integers anywhere in a plan (free-form ``task_options``, tuning choices) must fit 64 bits (JSON on PostgreSQL)
+INT64_MAX = 2**63 - 1
+
+
+def nfkc(text: str) -> str:
+    """Unicode NFKC: compatibility forms (full-width letters, ligatures, ...) become plain characters."""
+    return unicodedata.normalize("NFKC", text)
 
 
 class Action(str, enum.Enum):
@@ -128,23 +153,53 @@ def _action(value: Any) -> Any:
 MAX_TEXT = 1000
 
 
+_OPEN, _CLOSE = "([{", ")]}"
+_DIGIT_GROUP = re.compile(r"\d,\d{3}(?!\d)")
+
+
+def split_values(text: str) -> list[str]:
+    """``"1e-3, 1e-4"`` -> ``["1e-3", "1e-4"]``: commas outside brackets and quotes separate values;
+    a digit-group comma (``5,000 steps``) belongs to its number."""
+    if "," not in text:
+        return [text]
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch == '"':  # double quotes only: an apostrophe ("MeZO's") is not a quote
+            quote = ch
+        elif ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0 and not _DIGIT_GROUP.match(text, max(0, i - 1)):
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
 def _replacement_item(value: Any) -> list[str]:
-    """Replacement values are free text for the resolver; numbers and dicts become text."""
+    """Replacement values are free text for the resolver; numbers and dicts become text, a
+    comma-separated string becomes its values (:func:`split_values`)."""
     if value is None:
         return []
     if isinstance(value, bool):
         return ["true" if value else "false"]
     if isinstance(value, (int, float, str)):
-        text = str(value).strip()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"a replacement value must be a finite number, got {value}")
+        text = nfkc(str(value)).strip()
         if len(text) > MAX_TEXT:
             raise ValueError(f"a replacement value is {len(text):,} characters; at most {MAX_TEXT:,}")
-        return [text] if text else []
+        return split_values(text) if isinstance(value, str) else [text] if text else []
     if isinstance(value, dict):
         out = []
         for k, v in value.items():
             if isinstance(v, (list, dict)):
                 raise ValueError(f"replacement {k!r}: a value must be a single number or text")  # noqa: TRY004
-            out.append(f"{k}: {_replacement_item(v)[0] if _replacement_item(v) else ''}".strip())
+            parts = _replacement_item(v)  # {lr: "1e-3, 1e-4"} -> "lr: 1e-3", "lr: 1e-4"
+            out.extend([f"{k}: {part}" for part in parts] or [f"{k}:"])
         return out
     raise ValueError(f"replacement items must be text or numbers, got {type(value).__name__}")
 
@@ -181,8 +236,15 @@ _CONSTRAINTS: dict[str, dict[str, Any]] = {
     "checkpoint_every": {"ge": 1}, "lora_r": {"ge": 1}, "lora_alpha": {"ge": 1}, "prefix_tokens": {"ge": 1},
     "model": {"min_length": 1}, "warmup_steps": {"ge": 0}, "sparsity": {"ge": 0, "lt": 1},
     "icl_demos": {"ge": 0},
+    "device": {"pattern": r"^(auto|cpu|cuda(:\d{1,3})?)$"},
 }
 _BETA = Annotated[float, Field(ge=0, lt=1)]
+_LAYER = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+
+def _int_typed(typ: Any) -> bool:
+    """``int`` or ``int | None`` (not bool)."""
+    return typ is int or (typing.get_origin(typ) in (typing.Union, types.UnionType) and int in typing.get_args(typ))
 
 
 def _baseline_fields() -> dict[str, Any]:
@@ -196,8 +258,12 @@ def _baseline_fields() -> dict[str, Any]:
             typ = Literal[_CHOICES[f.name]]  # type: ignore[valid-type]
         elif f.name == "betas":
             typ = tuple[_BETA, _BETA]
+        elif f.name == "perturb_layers":
+            typ = list[_LAYER] | None
         default = f.default if f.default is not dataclasses.MISSING else dataclasses.MISSING
         kwargs = dict(_CONSTRAINTS.get(f.name, {}))
+        if _int_typed(typ):  # every integer knob fits the 32-bit columns (steps -> jobs.progress_total, ...)
+            kwargs.setdefault("le", INT32_MAX)
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             fields[f.name] = (typ, Field(default_factory=f.default_factory, **kwargs))  # type: ignore[misc]
         else:
@@ -206,7 +272,7 @@ def _baseline_fields() -> dict[str, Any]:
 
 
 class _BaselineBase(StrictModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, strict=False)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=False, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> _BaselineBase:
@@ -245,6 +311,11 @@ class Ablation(StrictModel):
     replacement: Annotated[list[str], BeforeValidator(_replacement)] = Field(default_factory=list)
     metrics: list[Metric] | None = None
     component: str | None = None
+
+    @field_validator("name", "ablated_part", mode="before")
+    @classmethod
+    def _normal(cls, v: Any) -> Any:
+        return nfkc(v) if isinstance(v, str) else v  # before the length limits: NFKC can lengthen text
 
     @field_validator("name", "ablated_part")
     @classmethod
@@ -307,7 +378,7 @@ class Tuning(StrictModel):
     sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     metric: Metric = "accuracy"
-    steps: Annotated[int, Field(ge=1)] | None = None
+    steps: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
     space: dict[str, ParamRange] = Field(default_factory=dict)
 
     @field_validator("space")
@@ -347,6 +418,16 @@ class Plan(StrictModel):
     @classmethod
     def _strip_description(cls, v: str) -> str:
         return v.strip()
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _normal_name(cls, v: Any) -> Any:
+        return nfkc(v).strip() if isinstance(v, str) else v  # before the length limit: NFKC can lengthen text
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _normal_tasks(cls, v: Any) -> Any:
+        return [nfkc(t).strip() if isinstance(t, str) else t for t in v] if isinstance(v, list) else v
 
     @field_validator("tasks", "seeds")
     @classmethod
@@ -467,20 +548,36 @@ def _parse_field(text: str) -> list[Any]:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls and DEL, not tab/newline/CR
+#: bidirectional overrides, embeddings, isolates and marks, and zero-width characters: text that
+#: reads differently from what it is ("Trojan Source"), refused wherever it appears
+_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL_WHY = ("must not contain control characters (found U+{:04X}): plan text is shown in terminals and "
+                "stored in PostgreSQL, which refuses NUL")
+_INVISIBLE_WHY = ("must not contain bidirectional-override or zero-width characters (found U+{:04X}): they make "
+                  "text read differently from what it is")
 
 
-def _control_locs(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """(where, which character) for each string (key or value) holding a control character."""
+def _bad_values(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """(where, why) for each string (key or value) with a control, bidi or zero-width character,
+    each non-finite float and each integer beyond 64 bits, anywhere in the parsed data."""
     if isinstance(data, str):
         if found := _CONTROL.search(data):
-            yield loc, found.group(0)
+            yield loc, "text " + _CONTROL_WHY.format(ord(found.group(0)))
+        elif found := _INVISIBLE.search(data):
+            yield loc, "text " + _INVISIBLE_WHY.format(ord(found.group(0)))
+    elif isinstance(data, float):
+        if not math.isfinite(data):
+            yield loc, f"numbers must be finite, got {data}"
+    elif isinstance(data, int) and not isinstance(data, bool):
+        if abs(data) > INT64_MAX:
+            yield loc, f"an integer of {len(str(abs(data)))} digits is out of range (at most {INT64_MAX:,} in magnitude)"
     elif isinstance(data, dict):
         for key, value in data.items():
-            yield from _control_locs(key, loc + (key,))
-            yield from _control_locs(value, loc + (key,))
+            yield from _bad_values(key, loc + (key,))
+            yield from _bad_values(value, loc + (key,))
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            yield from _control_locs(value, loc + (i,))
+            yield from _bad_values(value, loc + (i,))
 
 
 def validate_plan(
@@ -496,13 +593,11 @@ def validate_plan(
             f"a plan must be a mapping of keys (zolab, name, baseline, ...), got {type(data).__name__}",
             file=file, line=1, column=1,
         )
-    bad = list(_control_locs(data))
-    if bad:  # escapes such as "\u0000" / "\e" in JSON or double-quoted YAML; refused here, located
+    bad = list(_bad_values(data))
+    if bad:  # escapes such as "\u0000" / "\e" in JSON or double-quoted YAML, .inf, 1e400; refused here, located
         raise PlanError([
-            Issue(f"text must not contain control characters (found U+{ord(ch):04X}): plan text is shown in "
-                  "terminals and stored in PostgreSQL, which refuses NUL",
-                  file, *((locator and locator(loc)) or (None, None)), format_loc(loc) or None)
-            for loc, ch in bad
+            Issue(why, file, *((locator and locator(loc)) or (None, None)), format_loc(loc) or None)
+            for loc, why in bad
         ])
     try:
         plan = Plan.model_validate(data)

@@ -8,6 +8,9 @@ A variant's ``tuned_params[task]`` (written by Optuna tuning) override its confi
 trials are jobs too (stage ``tune``, ``study_name``, ``trial_number``, key from :func:`job_key` with
 ``trial=``) and go through the same queue.
 
+A plan makes at most ``max_jobs`` jobs (default 10,000, ``--max-jobs``): :func:`expand` counts
+variants x tasks x (seeds + trials) from the stored rows before it builds a single job.
+
 Enqueueing is idempotent: a job's key is ``p<plan>:v<variant>:<task>:s<seed>:final``, so running a plan
 again (after a crash, or to add nothing) never duplicates a job; finished jobs stay finished.
 """
@@ -31,6 +34,7 @@ from zolab.platform.estimates import (
     estimate_job,
     is_hub_model,
 )
+from zolab.platform.intake_checks import DEFAULT_MAX_JOBS, JobCount, cap_message, stored_count
 from zolab.platform.queue import JobQueue
 from zolab.runners.config import RunConfig
 
@@ -60,6 +64,12 @@ class LaunchCheck:
 
     needs_confirmation: bool
     reason: str
+
+
+class JobCapExceeded(SchedulerError):
+    def __init__(self, count: JobCount, max_jobs: int) -> None:
+        super().__init__(cap_message(count, max_jobs, bound=False))
+        self.count, self.max_jobs = count, max_jobs
 
 
 def job_key(plan_id: int, variant_id: int, task: str, seed: int, stage: str = JobStage.FINAL.value,
@@ -271,12 +281,14 @@ def _expand(plan_id: int, plan_name: str, pj: dict[str, Any], variants: Sequence
                      float(budget) if budget is not None else None, device, why)
 
 
-def expand(url: str | None, plan_id: int, *, device: str | None = None, card: str | None = None) -> Expansion:
+def expand(url: str | None, plan_id: int, *, device: str | None = None, card: str | None = None,
+           max_jobs: int | None = DEFAULT_MAX_JOBS) -> Expansion:
     """Read a stored plan and list its jobs with estimates (writes nothing).
 
     ``device`` (``cpu`` | ``gpu``) is where jobs with ``device: auto`` are estimated to run (default:
     this machine's GPU; without one, GPU for real hub models and CPU for tiny test models); ``card``
-    names the GPU (default: this machine's, else H100). Jobs that name their device keep it."""
+    names the GPU (default: this machine's, else H100). Jobs that name their device keep it. More than
+    ``max_jobs`` jobs (None: no cap) raise :class:`JobCapExceeded` before any is built."""
 
     def tx():
         with session_scope(url) as s:
@@ -291,6 +303,9 @@ def expand(url: str | None, plan_id: int, *, device: str | None = None, card: st
             return plan.id, plan.name, dict(plan.plan_json or {}), rows, skipped, _samples(s, rows)
 
     pid, name, pj, rows, skipped, samples = retry_on_transient(tx, what="read a plan")
+    count = stored_count(len(rows), pj)
+    if max_jobs is not None and count.jobs > max_jobs:
+        raise JobCapExceeded(count, max_jobs)
     return _expand(pid, name, pj, rows, skipped, samples, device, card)
 
 
@@ -313,10 +328,12 @@ def expand_prepared(url: str | None, prepared: Any, *, device: str | None = None
 
 
 def schedule(url: str | None, plan_id: int, *, force: bool = False, device: str | None = None,
-             max_attempts: int = 3, card: str | None = None) -> ScheduleReport:
+             max_attempts: int = 3, card: str | None = None,
+             max_jobs: int | None = DEFAULT_MAX_JOBS) -> ScheduleReport:
     """Enqueue the plan's jobs that do not exist yet; a plan that needs a confirmation
-    (:meth:`Expansion.launch_check`: over budget, or > 10 GPU-hours without one) is refused unless ``force``."""
-    expansion = expand(url, plan_id, device=device, card=card)
+    (:meth:`Expansion.launch_check`: over budget, or > 10 GPU-hours without one) is refused unless
+    ``force``, and one of more than ``max_jobs`` jobs always."""
+    expansion = expand(url, plan_id, device=device, card=card, max_jobs=max_jobs)
     refusal = expansion.refusal()
     if refusal is not None and not force:
         raise refusal
@@ -341,6 +358,7 @@ __all__ = [
     "CONFIRM_ABOVE_GPU_HOURS",
     "BudgetExceeded",
     "Expansion",
+    "JobCapExceeded",
     "JobSpec",
     "LaunchCheck",
     "ScheduleReport",

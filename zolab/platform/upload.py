@@ -1,7 +1,8 @@
 """Upload: parse, validate, resolve and expand a plan completely, then store it in one transaction.
 
 Only structural problems refuse a plan (syntax, missing fields, bad types, an override naming no
-ablation): they raise :class:`~zolab.platform.errors.PlanError` and nothing is written. What an
+ablation, and the input-safety checks of :mod:`zolab.platform.intake_checks`: job cap from counts before
+resolving, known tasks, model values, paths under ``ZOLAB_DATA_ROOTS``, column sizes): they raise :class:`~zolab.platform.errors.PlanError` and nothing is written. What an
 ablation *says* never refuses it: an ablation the resolver cannot read, or reads two ways, is
 stored with status ``unresolved`` / ``ambiguous`` and its candidates, and is never scheduled; the
 other ablations run. ``allow_unresolved=False`` (the CLI's ``--strict``) refuses such plans instead.
@@ -24,6 +25,7 @@ from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
 from zolab.platform.components import NOT_RUN, Resolution, parse_overrides, resolve_plan
 from zolab.platform.errors import Issue, PlanError
+from zolab.platform.intake_checks import DEFAULT_MAX_JOBS, check_expansion, check_job_cap, check_plan
 from zolab.platform.parsers import load_source
 from zolab.platform.plan import Plan
 from zolab.platform.variants import VariantSpec, expand_variants
@@ -79,14 +81,19 @@ def prepare(
     tasks: list[str] | None = None,
     seeds: list[int] | None = None,
     overrides: Mapping[str, str] | None = None,
+    max_jobs: int | None = DEFAULT_MAX_JOBS,
 ) -> Prepared:
-    """Parse, validate, apply ``overrides={ablation name: component}``, resolve and expand."""
+    """Parse, validate, apply ``overrides={ablation name: component}``, resolve and expand; at most
+    ``max_jobs`` jobs (None: no cap), refused from the plan's counts before anything is resolved."""
     loaded = load_source(source, filename=filename, fmt=fmt, baseline=baseline, tasks=tasks, seeds=seeds)
     plan = loaded.plan
+    check_job_cap(plan, max_jobs)
     if overrides:
         _apply_overrides(plan, overrides)
+    check_plan(plan)
     resolutions = resolve_plan(plan)
     variants = expand_variants(plan, resolutions)
+    check_expansion(plan, variants, filename=loaded.filename, max_jobs=max_jobs)
     return Prepared(plan, loaded.format, loaded.text, loaded.filename, resolutions, variants, content_hash(plan))
 
 
@@ -161,8 +168,9 @@ def upload_plan(
     url: str | None = None,
     allow_unresolved: bool = True,
     overrides: Mapping[str, str] | None = None,
+    max_jobs: int | None = DEFAULT_MAX_JOBS,
 ) -> UploadResult:
     """Validate and resolve fully, then store; raises PlanError (nothing written) on bad input."""
     prepared = prepare(source, filename=filename, fmt=fmt, baseline=baseline, tasks=tasks, seeds=seeds,
-                       overrides=overrides)
+                       overrides=overrides, max_jobs=max_jobs)
     return store(prepared, url=url, allow_unresolved=allow_unresolved)

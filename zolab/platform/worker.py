@@ -10,6 +10,7 @@ Outcomes, all recorded in the DB by :class:`~zolab.platform.queue.JobQueue`:
 * success -> result row + remaining curve points + ``succeeded``, one transaction; a result the runner
   marked ``diverged`` (loss blew up: :mod:`zolab.runners.divergence`) ends ``diverged`` the same way;
 * ``NonFiniteLossError`` -> ``failed`` with the step and reason, never retried (it would diverge again);
+* a plan path outside ``ZOLAB_DATA_ROOTS`` (``PathNotAllowed``) -> ``failed``, never retried (it is refused again);
 * CUDA out of memory -> requeued with ``no_packing`` (runs alone next time), the error names the
   estimate and the memory that was free; a second OOM alone fails it;
 * any other exception -> ``failed`` with the traceback, requeued while attempts < max_attempts;
@@ -41,6 +42,7 @@ from zolab.db.models import JobStatus
 from zolab.platform.queue import DEFAULT_LEASE_S, Claim, JobQueue, LeaseLost
 from zolab.platform.tuning import TrialPruned, on_job_finished, trial_reporter
 from zolab.runners.config import RunConfig
+from zolab.runners.confine import PathNotAllowed
 from zolab.runners.reporter import Checkpoint, JobCancelled, Reporter, Result
 
 log = logging.getLogger(__name__)
@@ -380,6 +382,10 @@ class Worker:
                 step = getattr(exc, "step", None)
                 reason = f"non-finite loss at step {step}: {exc}" if step is not None else f"non-finite loss: {exc}"
                 self.queue.fail(claim.job_id, self.id, reason, retry=False)
+                self.stats.failed += 1
+                return "failed"
+            if isinstance(exc, PathNotAllowed):  # deterministic: a retry is refused the same way
+                self.queue.fail(claim.job_id, self.id, f"refused: {exc}", retry=False)
                 self.stats.failed += 1
                 return "failed"
             if _is_cuda_oom(exc):

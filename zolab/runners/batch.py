@@ -7,6 +7,9 @@ needs:
 
 * **resumable**: a job whose id already has a line in ``--out`` is skipped, so a run cut short by
   a time limit continues where it stopped on the next call (``--retry-failed`` reruns error lines);
+  a job cut short mid-run resumes from its last trajectory checkpoint, kept (with its curve points)
+  in ``<out>.checkpoints/`` until its line is written; its result is the whole run's (the checkpoint
+  carries the run's totals and curves, see :mod:`zolab.runners.checkpoint`);
 * **packing**: ``--procs N`` runs N worker processes (job k of the pending list goes to worker
   k mod N; worker w sees GPU w mod #GPUs through ``CUDA_VISIBLE_DEVICES``), so small jobs share a GPU;
 * **safe appends**: every finished job is one JSON line (:func:`zolab.runners.jobfile.result_line`)
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from zolab.runners.jobfile import JobFile, job_files, read_job, result_line
+from zolab.runners.reporter import Checkpoint, MemoryReporter
 
 Say = Callable[[str], None]
 
@@ -88,14 +92,47 @@ def append_line(out: Path, record: dict[str, Any]) -> None:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def run_job(job: JobFile) -> dict[str, Any]:
-    """Run one job in this process; its result line (an error line when it raised)."""
-    from zolab.runners.reporter import MemoryReporter
+def checkpoint_file(out: Path, job: JobFile) -> Path:
+    """Where a running job's latest checkpoint lives until its line is in ``out``."""
+    return out.with_name(out.name + ".checkpoints") / f"job-{job.job_id}-{job.config.config_hash()}.json"
+
+
+class FileCheckpointReporter(MemoryReporter):
+    """Keeps the metric points; each checkpoint replaces ``path`` (atomically) with the checkpoint and
+    the points up to its step, so a killed batch resumes the job there. Only the latest is kept."""
+
+    def __init__(self, path: Path, points: list[tuple[int, str, float]] | None = None) -> None:
+        super().__init__()
+        self.path = path
+        self.metrics = list(points or [])
+
+    def checkpoint(self, ckpt: Checkpoint) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        points = [list(p) for p in self.metrics if p[0] <= ckpt.step]
+        tmp.write_text(json.dumps({"checkpoint": ckpt.to_dict(), "points": points}))
+        os.replace(tmp, self.path)
+
+
+def saved_checkpoint(path: Path) -> tuple[Checkpoint | None, list[tuple[int, str, float]]]:
+    """(checkpoint, points) saved by :class:`FileCheckpointReporter`; (None, []) when absent or unreadable."""
+    try:
+        saved = json.loads(path.read_text())
+        return Checkpoint.from_dict(saved["checkpoint"]), [(int(s), str(n), float(v)) for s, n, v in saved["points"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, []
+
+
+def run_job(job: JobFile, out: Path | None = None) -> dict[str, Any]:
+    """Run one job in this process (resuming from its checkpoint next to ``out`` when one is there);
+    its result line (an error line when it raised)."""
     from zolab.runners.train import run
 
-    rep = MemoryReporter()
+    path = checkpoint_file(out, job) if out is not None else None
+    resume, points = saved_checkpoint(path) if path is not None else (None, [])
+    rep = FileCheckpointReporter(path, points) if path is not None else MemoryReporter()
     try:
-        result = run(job.config, rep)
+        result = run(job.config, rep, resume)
     except Exception as exc:  # noqa: BLE001 -- a failed job is a line; the other jobs go on
         return result_line(job, None, error=f"{type(exc).__name__}: {exc}")
     return result_line(job, result, rep.metrics)
@@ -113,8 +150,9 @@ def run_paths(paths: Sequence[Path], out: Path, say: Say = print, tag: str = "")
     for k, path in enumerate(paths, 1):
         job = read_job(path)
         start = time.perf_counter()
-        line = run_job(job)
+        line = run_job(job, out)
         append_line(out, line)
+        checkpoint_file(out, job).unlink(missing_ok=True)  # its line is written: nothing to resume
         summary.ran += 1
         status = "failed: " + line["error"] if "error" in line else "succeeded"
         summary.failed += "error" in line

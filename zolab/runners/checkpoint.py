@@ -4,27 +4,89 @@ A ZO run's state is its base weights' identity plus the list of ``(seed, project
 (and the tiny state replay cannot rebuild, e.g. one-point RF's last loss): a few KB for thousands
 of steps. Resuming rebuilds the base weights and replays every update in order.
 First-order runs save trainable weights and optimizer state with ``torch.save``.
+
+Every checkpoint also carries the run's :class:`RunTotals` (forward passes, wall time, GPU seconds,
+zero-shot metrics, the dev and loss curves so far, the loss window not yet logged), so a resumed run
+reports the whole run, not its last segment, on every path: the DB worker, ``zolab run-one`` and
+``python -m zolab.runners.batch`` alike (none of them needs the database's metric points for it).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from zolab.runners.config import RunConfig
+from zolab.runners.confine import confined
 from zolab.runners.optim.base import ZOOptimizer
 from zolab.runners.reporter import Checkpoint
 
 
+@dataclass
+class RunTotals:
+    """What a run accumulated up to a checkpoint (all its segments so far).
+
+    Wall time and GPU seconds count each segment up to its last checkpoint (the work a killed
+    segment did after it is redone, and counted, by the segment that resumes); memory peaks are the
+    maximum over segments. ``loss_window`` holds the train losses since the last logged loss point,
+    so a point that straddles a checkpoint is the same mean as in an uninterrupted run.
+    """
+
+    forward_passes: int = 0
+    wall_time_s: float = 0.0
+    gpu_seconds: float = 0.0
+    segments: int = 0
+    zero_shot_accuracy: float | None = None
+    zero_shot_dev_accuracy: float | None = None
+    dev_curve: list[tuple[int, float]] = field(default_factory=list)
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    loss_window: list[float] = field(default_factory=list)
+    last_loss: float | None = None
+    peak_memory_allocated: int | None = None
+    peak_memory_reserved: int | None = None
+    peak_rss: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunTotals:
+        """Back from JSON: pairs become tuples; None (how JSON stores NaN) becomes NaN again in curves."""
+        known = {f.name for f in fields(cls)}
+        out = cls(**{k: v for k, v in d.items() if k in known})
+        out.dev_curve = [(int(s), _num(v)) for s, v in out.dev_curve]
+        out.loss_curve = [(int(s), _num(v)) for s, v in out.loss_curve]
+        out.loss_window = [_num(v) for v in out.loss_window]
+        return out
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def totals_of(ckpt: Checkpoint) -> RunTotals | None:
+    """The totals a checkpoint carries; None for checkpoints written before they existed."""
+    return RunTotals.from_dict(ckpt.totals) if ckpt.totals else None
+
+
+def peak(a: int | None, b: int | None) -> int | None:
+    """The larger of two optional memory peaks."""
+    return b if a is None else a if b is None else max(a, b)
+
+
 def checkpoint_dir(config: RunConfig) -> Path:
-    """``task_options.checkpoint_dir``, else ``$ZOLAB_HOME/checkpoints``."""
+    """``task_options.checkpoint_dir`` (resolved; refused outside ``ZOLAB_DATA_ROOTS``, see
+    :mod:`zolab.runners.confine`), else ``$ZOLAB_HOME/checkpoints``."""
     raw = config.task_options.get("checkpoint_dir")
     if raw:
-        return Path(raw).expanduser()
+        return confined(raw, "task_options.checkpoint_dir")
     from zolab.config import home_dir  # stdlib-only settings module
 
     return home_dir() / "checkpoints"

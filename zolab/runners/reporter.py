@@ -24,7 +24,9 @@ class Checkpoint:
     ZO runs: ``trajectory`` is the list of (seed, projected_grad) per step (a few KB) and
     ``optimizer_state`` the small extra state of momentum/Adam variants (tensors as lists),
     ``base`` identifies the starting weights. First-order runs: ``blob_path`` points to a
-    ``torch.save`` of trainable weights + optimizer state.
+    ``torch.save`` of trainable weights + optimizer state. ``totals`` (every run) is
+    :class:`zolab.runners.checkpoint.RunTotals` as a dict: what the run accumulated so far
+    (counts, times, zero-shot metrics, curves), so a resumed run's result is the whole run's.
     """
 
     step: int
@@ -33,12 +35,13 @@ class Checkpoint:
     optimizer_state: dict[str, Any] = field(default_factory=dict)
     blob_path: str | None = None
     rng_state: dict[str, Any] = field(default_factory=dict)  # data-order position etc.
+    totals: dict[str, Any] = field(default_factory=dict)     # RunTotals.to_dict(); {} in old checkpoints
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Checkpoint":
+    def from_dict(cls, d: dict[str, Any]) -> Checkpoint:
         d = dict(d)
         d["trajectory"] = [tuple(x) for x in d.get("trajectory", [])]
         return cls(**d)
@@ -71,7 +74,7 @@ class Result:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Result":
+    def from_dict(cls, d: dict[str, Any]) -> Result:
         return cls(**d)
 
 

@@ -8,6 +8,10 @@ no data-loader state; so is the lr of step t (:mod:`zolab.runners.schedule`). Th
 eval mode (no dropout) for every method. A run whose loss blows up stops early and is reported
 ``diverged`` (:mod:`zolab.runners.divergence`); ``icl`` and ``linear-probe`` are set up by
 :mod:`zolab.runners.baselines`.
+
+Resume: every checkpoint carries the run's :class:`~zolab.runners.checkpoint.RunTotals`; a resumed
+run starts from them (forward passes, wall time, GPU seconds, zero-shot metrics, curves, the loss
+window), so its Result equals an uninterrupted run's in every column but the measured times.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from torch import nn
 
 from zolab.runners import baselines
 from zolab.runners import checkpoint as ckpts
+from zolab.runners.checkpoint import RunTotals, peak, totals_of
 from zolab.runners.config import RunConfig
+from zolab.runners.confine import check_run_paths
 from zolab.runners.divergence import DivergenceMonitor, watch_scores
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.metrics import (
@@ -142,6 +148,13 @@ class _Run:
         self.ended_at = self.steps                         # the last step trained (earlier when diverged)
         self.eval_bs = max(32, config.batch_size)
         self.log_every = max(1, config.steps // _MAX_CURVE_POINTS)
+        # what earlier segments of this run accumulated (resume), and what a checkpoint must carry
+        self.carried = RunTotals()
+        self.totals_incomplete = False
+        self.zero_acc: float | None = None
+        self.zero_dev: float | None = None
+        self.loss_window: list[float] = []     # train losses since the last logged loss point
+        self.last_loss: float | None = None    # the last finite train loss
 
     def settle(self) -> None:
         """Weights = theta before anyone reads them (a no-op when the optimizer's settle points
@@ -170,6 +183,7 @@ class _Run:
         else:
             ckpt = ckpts.fo_checkpoint(self.opt, self.named, step, self.base, self.config)
         ckpt.rng_state["divergence"] = self.divergence.state()
+        ckpt.totals = self.totals().to_dict()
         return ckpt
 
     def restore(self, resume: Checkpoint) -> int:
@@ -180,13 +194,43 @@ class _Run:
         else:
             ckpts.fo_restore(self.opt, self.named, resume, self.base)
         self.divergence.load(resume.rng_state.get("divergence"))
+        self.adopt(totals_of(resume))
         return resume.step
+
+    # -- resume: running totals ------------------------------------------------------------------
+    def adopt(self, carried: RunTotals | None) -> None:
+        """Continue from earlier segments' totals (None: a checkpoint from before totals existed;
+        the result is then marked ``totals_incomplete`` instead of passing a segment off as the run)."""
+        if carried is None:
+            self.totals_incomplete = True
+            return
+        self.carried = carried
+        self.meter.forward_passes += carried.forward_passes
+        self.meter.dev_curve[:0] = carried.dev_curve
+        self.meter.losses[:0] = carried.loss_curve
+        self.loss_window = list(carried.loss_window)
+        self.last_loss = carried.last_loss
+        self.zero_acc, self.zero_dev = carried.zero_shot_accuracy, carried.zero_shot_dev_accuracy
+
+    def totals(self) -> RunTotals:
+        """This run so far: earlier segments plus this one."""
+        c = self.carried
+        alloc, reserved = gpu_peaks(self.device)
+        return RunTotals(
+            forward_passes=self.meter.forward_passes, wall_time_s=c.wall_time_s + self.meter.wall_time,
+            gpu_seconds=c.gpu_seconds + self.meter.gpu_hours() * 3600.0, segments=c.segments + 1,
+            zero_shot_accuracy=self.zero_acc, zero_shot_dev_accuracy=self.zero_dev,
+            dev_curve=list(self.meter.dev_curve), loss_curve=list(self.meter.losses),
+            loss_window=list(self.loss_window), last_loss=self.last_loss,
+            peak_memory_allocated=peak(c.peak_memory_allocated, alloc),
+            peak_memory_reserved=peak(c.peak_memory_reserved, reserved),
+            peak_rss=peak(c.peak_rss, peak_rss_bytes()),
+        )
 
     def train(self, start: int) -> float | None:
         """Steps ``start+1 .. steps``; stops early at the step the run diverges (:attr:`ended_at`)."""
         cfg, rep = self.config, self.reporter
-        window: list[float] = []
-        last: float | None = None
+        window = self.loss_window       # carried across a resume: the points stay on the same steps
         self.ended_at = self.steps
         for t in range(start, self.steps):
             step = t + 1
@@ -196,11 +240,11 @@ class _Run:
             value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
             if not math.isfinite(value) and not isinstance(self.opt, ZOOptimizer):
                 raise NonFiniteLossError(step, value)
-            last = value if math.isfinite(value) else last
+            self.last_loss = value if math.isfinite(value) else self.last_loss
             window.append(value)
             self.divergence.update(step, value)
             if step % self.log_every == 0 or step == cfg.steps:
-                window = self._log_loss(step, window, lr)
+                self._log_loss(step, window, lr)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 self.eval_dev(step)
             if step % cfg.checkpoint_every == 0:
@@ -211,18 +255,18 @@ class _Run:
                 self._log_loss(step, window, lr)
                 self.ended_at = step
                 break
-        return last
+        return self.last_loss
 
-    def _log_loss(self, step: int, window: list[float], lr: float) -> list[float]:
+    def _log_loss(self, step: int, window: list[float], lr: float) -> None:
         """One train-loss curve point: the mean loss since the last one (and the step's lr when
-        scheduled). Returns the emptied window."""
+        scheduled); empties the window in place (it is the run's carried ``loss_window``)."""
         if window:
             mean = sum(window) / len(window)
             self.meter.losses.append((step, mean))
             self.reporter.metric(step, "train_loss", mean)
             if not self.lr_schedule.trivial:
                 self.reporter.metric(step, "lr", lr)
-        return []
+        window.clear()
 
 
 @contextlib.contextmanager
@@ -246,46 +290,60 @@ def run(config: RunConfig, reporter: Reporter | None = None, resume: Checkpoint 
         return _run(config, reporter or NullReporter(), resume)
 
 
+def confine_paths(config: RunConfig) -> None:
+    """Refuse plan paths outside ``ZOLAB_DATA_ROOTS`` before anything is opened (job files run by
+    ``run-one`` or the batch runner never went through an upload's check)."""
+    from zolab.runners.assets import model_aliases
+
+    check_run_paths(config, lambda m: parse_tiny(m) is not None or m in model_aliases())
+
+
 def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Result:
+    confine_paths(config)
     r = _Run(config, reporter)
     reporter.heartbeat()
     start = 0
-    zero_acc: float | None = None
-    zero_dev: float | None = None
+    zero_f1: float | None = None
     if resume is not None:
         start = r.restore(resume)
     else:
-        zero_dev = r.eval_dev(0)
-        zero_acc, zero_f1 = r.evaluate_test()
-    final_loss = r.train(start)
-    if r.steps == 0 and zero_acc is not None:
-        acc, f1 = zero_acc, zero_f1  # zero-shot reference (or icl): the weights did not move, evaluate once
+        r.zero_dev = r.eval_dev(0)
+        r.zero_acc, zero_f1 = r.evaluate_test()
+    r.train(start)
+    if r.steps == 0 and resume is None:
+        acc, f1 = r.zero_acc, zero_f1  # zero-shot reference (or icl): the weights did not move, evaluate once
     else:
         acc, f1 = r.evaluate_test()
-    alloc, reserved = gpu_peaks(r.device)
-    if not r.trains:
-        zero_acc = None   # icl: its only evaluation has demonstrations in the prompt, it is not zero-shot
+    return _result(r, acc, f1, start)
+
+
+def _result(r: _Run, acc: float, f1: float, start: int) -> Result:
+    """The whole run's Result: every count, time, curve and curve summary from :meth:`_Run.totals`."""
+    t = r.totals()
     return Result(
-        accuracy=acc, f1=f1, steps=r.ended_at, forward_passes=r.meter.forward_passes,
-        wall_time_s=r.meter.wall_time, gpu_hours=r.meter.gpu_hours(),
-        peak_memory_allocated=alloc, peak_memory_reserved=reserved, peak_rss=peak_rss_bytes(),
-        final_loss=final_loss, zero_shot_accuracy=zero_acc if resume is None else None,
-        convergence_step=convergence_step(r.meter.dev_curve), loss_slope=loss_slope(r.meter.losses),
-        dev_accuracy=r.meter.dev_curve[-1][1] if r.meter.dev_curve else None, device=str(r.device),
+        accuracy=acc, f1=f1, steps=r.ended_at, forward_passes=t.forward_passes,
+        wall_time_s=t.wall_time_s, gpu_hours=t.gpu_seconds / 3600.0,
+        peak_memory_allocated=t.peak_memory_allocated, peak_memory_reserved=t.peak_memory_reserved,
+        peak_rss=t.peak_rss, final_loss=t.last_loss,
+        # icl: its only evaluation has demonstrations in the prompt, it is not zero-shot
+        zero_shot_accuracy=t.zero_shot_accuracy if r.trains else None,
+        convergence_step=convergence_step(t.dev_curve), loss_slope=loss_slope(t.loss_curve),
+        dev_accuracy=t.dev_curve[-1][1] if t.dev_curve else None, device=str(r.device),
         diverged=r.divergence.found is not None, method_memory_bytes=r.memory.total(),
-        extra=_extra(r, zero_dev, start),
+        extra=_extra(r, t, start),
     )
 
 
-def _extra(r: _Run, zero_dev: float | None, start: int) -> dict[str, Any]:
+def _extra(r: _Run, t: RunTotals, start: int) -> dict[str, Any]:
     return {
-        "method": r.config.method, "base": r.base, "resumed_from": start or None,
-        "zero_shot_dev_accuracy": zero_dev if r.trains else None,   # icl's step-0 eval has demonstrations
+        "method": r.config.method, "base": r.base, "resumed_from": start or None, "segments": t.segments,
+        **({"totals_incomplete": True} if r.totals_incomplete else {}),
+        "zero_shot_dev_accuracy": t.zero_shot_dev_accuracy if r.trains else None,  # icl's has demonstrations
         "trainable_params": sum(p.numel() for _, p in r.named),
         "train_examples": len(r.splits.train), "dev_examples": len(r.splits.dev),
         "test_examples": len(r.splits.test),
         "forwards_per_step": getattr(r.opt, "forwards_per_step", None),
-        "dev_curve": r.meter.dev_curve, "loss_curve": r.meter.losses,
+        "dev_curve": t.dev_curve, "loss_curve": t.loss_curve,
         **r.divergence.extra(), **baselines.extra(r.config, r.scorer),
         **({} if r.lr_schedule.trivial else {"lr_schedule": r.config.lr_schedule,
                                              "warmup_steps": r.config.warmup_steps}),

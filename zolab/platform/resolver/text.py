@@ -10,7 +10,9 @@ the focus. :func:`phrase_score` turns where a name phrase occurs into evidence i
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -232,6 +234,15 @@ class Number:
     end: int
 
 
+def _finite(compute: Callable[[], float]) -> float | None:
+    """``compute()`` if it is a finite float, else None (overflow to inf, or past float's range)."""
+    try:
+        value = compute()
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def numbers(text: str) -> list[Number]:
     """Every number in ``text``: 1e-3, 10^-3, 1 x 10^-3, 5,000, 50k, 10%, with the unicode minus."""
     text = str(text).replace("\u2212", "-").replace("\u2013", "-")
@@ -241,7 +252,9 @@ def numbers(text: str) -> list[Number]:
         p = _POWER.search(text, pos)
         m = _NUMBER.search(text, pos)
         if p and (not m or p.start() <= m.start()):
-            out.append(Number(10.0 ** int(p.group("exp")), False, p.start(), p.end()))
+            power = _finite(lambda: 10.0 ** int(p.group("exp")))
+            if power is not None:
+                out.append(Number(power, False, p.start(), p.end()))
             pos = p.end()
             continue
         if not m:
@@ -252,12 +265,11 @@ def numbers(text: str) -> list[Number]:
         except ValueError:
             pos = m.end()
             continue
-        if m.group("exp"):
-            value *= 10.0 ** int(m.group("exp"))
+        exp = m.group("exp")
         suffix = (m.group("suffix") or "").strip().lower()
-        if suffix:
-            value *= _SUFFIX[suffix]
-        out.append(Number(value, bool(m.group("pct")), m.start(), m.end()))
+        value = _finite(lambda: value * (10.0 ** int(exp) if exp else 1.0) * (_SUFFIX[suffix] if suffix else 1.0))
+        if value is not None:  # "1e400" is no number a knob can take: the value reads as holding none
+            out.append(Number(value, bool(m.group("pct")), m.start(), m.end()))
         pos = m.end()
     return out
 

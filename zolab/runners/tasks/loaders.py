@@ -1,7 +1,8 @@
 """Loaders (raw data -> examples) and the paper's sampling (examples -> train/dev/test splits).
 
 Local files: :func:`load_jsonl` / :func:`load_csv` with configurable fields; bad rows raise a
-``ValueError`` naming file and line. HF ``datasets``: :func:`hf_loader` (the real path for
+``ValueError`` naming file, line and field but never quoting the file's content (errors reach job
+rows and the UI; a plan pointing at a system file must not read it out that way). HF ``datasets``: :func:`hf_loader` (the real path for
 users online or with a cache; it fails with a clear message when ``datasets`` is missing or the
 hub cannot be reached). :func:`sample_splits` draws seeded splits: ``k_shot`` per class or fixed
 ``train_size``; dev and test sizes fixed. Examples a loader tags ``fields["_split"] = "test"``
@@ -23,19 +24,26 @@ from zolab.runners.tasks.base import Example, Splits
 HELD_OUT = "_split"
 
 
+def _shape(raw: Any) -> str:
+    """What a bad value looks like, without its content: its type and length."""
+    return f"a {type(raw).__name__} of {len(str(raw))} characters"
+
+
 def _label_index(raw: Any, labels: Sequence[Any] | None, num_labels: int | None, where: str) -> int:
-    """Row label -> class index: position in ``labels`` when given, else an int (or int string)."""
+    """Row label -> class index: position in ``labels`` when given, else an int (or int string).
+    Errors describe the bad value (:func:`_shape`) instead of quoting it."""
     if labels is not None:
         names = [str(x) for x in labels]
         if str(raw) in names:
             return names.index(str(raw))
-        raise ValueError(f"{where}: label {raw!r} is not one of {names}")
+        raise ValueError(f"{where}: the label ({_shape(raw)}) is not one of {names}")
     try:
         idx = int(raw)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: label {raw!r} is not an integer (set task_options.labels to map names)") from None
+        raise ValueError(f"{where}: the label ({_shape(raw)}) is not an integer "
+                         "(set task_options.labels to map names)") from None
     if idx < 0 or (num_labels is not None and idx >= num_labels):
-        raise ValueError(f"{where}: label {idx} is out of range 0..{(num_labels or 1) - 1}")
+        raise ValueError(f"{where}: the label is out of range 0..{(num_labels or 1) - 1}")
     return idx
 
 

@@ -89,7 +89,7 @@ def load_drugreview(options: dict[str, Any], seed: int = 0) -> list[Example]:
             if rating == "neutral":
                 continue
             if rating not in DRUG_LABELS:
-                raise _bad_row(Path(name), reader.line_num, f"rating {rating!r} is not positive/neutral/negative")
+                raise _bad_row(Path(name), reader.line_num, "the rating is not positive/neutral/negative")
             review = html.unescape(row["review"] or "").strip().strip('"').strip()
             out.append(Example({"text": _clip(review, max_chars), "_split": part}, DRUG_LABELS.index(rating)))
     if not out:
@@ -139,7 +139,7 @@ def load_tweet_sentiment(options: dict[str, Any], seed: int = 0) -> list[Example
         for row in reader:
             label = (row["sentiment"] or "").strip().lower()
             if label not in TWEET_LABELS:
-                raise _bad_row(path, reader.line_num, f"sentiment {label!r} is not one of {', '.join(TWEET_LABELS)}")
+                raise _bad_row(path, reader.line_num, f"the sentiment is not one of {', '.join(TWEET_LABELS)}")
             text = (row["text"] or "").strip()
             if text:
                 out.append(Example({"text": _clip(text, max_chars)}, TWEET_LABELS.index(label)))
