@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from zolab.platform.errors import Issue, PlanError, did_you_mean, format_loc
+from zolab.platform.metrics import DEFAULT_METRICS, METRICS, measured_metric, normalise_metric  # noqa: F401 - re-exported
 from zolab.runners.config import (
     DISTRIBUTIONS,
     DTYPES,
@@ -49,54 +50,11 @@ from zolab.runners.config import (
 Locator = Callable[[tuple[Any, ...]], tuple[int, int] | None]
 
 # --------------------------------------------------------------------------------------------
-# metrics
+# metrics: read by meaning in zolab.platform.metrics; an unknown one is kept (and warned about)
 # --------------------------------------------------------------------------------------------
-METRICS = ("accuracy", "f1", "peak_memory", "gpu_hours", "convergence", "wall_time")
-METRIC_ALIASES = {
-    "acc": "accuracy",
-    "accuracy": "accuracy",
-    "test accuracy": "accuracy",
-    "f1": "f1",
-    "macro f1": "f1",
-    "f1 score": "f1",
-    "memory": "peak_memory",
-    "memory usage": "peak_memory",
-    "memory consumption": "peak_memory",
-    "memory footprint": "peak_memory",
-    "peak memory": "peak_memory",
-    "gpu memory": "peak_memory",
-    "gpu hours": "gpu_hours",
-    "compute": "gpu_hours",
-    "gpu time": "gpu_hours",
-    "convergence": "convergence",
-    "convergence rate": "convergence",
-    "convergence speed": "convergence",
-    "wall time": "wall_time",
-    "wall clock time": "wall_time",
-    "runtime": "wall_time",
-    "training time": "wall_time",
-}
-DEFAULT_METRICS = ["accuracy", "f1", "peak_memory", "gpu_hours"]
-
-
-def _metric_key(text: str) -> str:
-    return " ".join(str(text).lower().replace("_", " ").replace("-", " ").split())
-
-
-def normalise_metric(value: Any) -> str:
-    """Map free text ("memory usage", "F1", "convergence rate") to a known metric key."""
-    if not isinstance(value, str):
-        raise ValueError(f"metric must be text, got {type(value).__name__}")  # noqa: TRY004 - pydantic reports ValueError only
-    key = _metric_key(value)
-    if key in METRIC_ALIASES:
-        return METRIC_ALIASES[key]
-    if key.replace(" ", "_") in METRICS:
-        return key.replace(" ", "_")
-    hint = did_you_mean(key, list(METRIC_ALIASES))
-    raise ValueError(f"unknown metric {value!r}{hint}; known: {', '.join(METRICS)}")
-
-
 Metric = Annotated[str, BeforeValidator(normalise_metric)]
+#: the tuning objective must be something zolab measures
+MeasuredMetric = Annotated[str, BeforeValidator(measured_metric)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,7 +264,7 @@ class Tuning(StrictModel):
     trials: Annotated[int, Field(ge=1, le=10000)] = 12
     sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
-    metric: Metric = "accuracy"
+    metric: MeasuredMetric = "accuracy"
     steps: Annotated[int, Field(ge=1)] | None = None
     space: dict[str, ParamRange] = Field(default_factory=dict)
 

@@ -72,9 +72,23 @@ def stem(word: str) -> str:
 GENERIC = frozenset(stem(w) for w in _GENERIC_WORDS)
 
 
+#: lab shorthand researchers write in notes ("wd", "bs", "LR sched", "mom. coeff", "z dist"), spelled
+#: out so that names and vocabularies meet it; ambiguous ones ("opt": OPT or optimizer, "ft", "lp")
+#: are left alone
+ABBREVIATIONS = {
+    "wd": "weight decay", "bs": "batch size", "mom": "momentum", "coeff": "coefficient", "coef": "coefficient",
+    "sched": "schedule", "cos": "cosine", "prec": "precision", "optim": "optimizer", "pert": "perturbation",
+    "dirs": "directions", "dir": "direction", "params": "parameters", "param": "parameter", "num": "number",
+    "dist": "distribution", "distr": "distribution", "iters": "iterations", "iter": "iteration", "mag": "magnitude",
+    "seq": "sequence", "len": "length", "ctx": "context", "init": "initial", "grad": "gradient", "grads": "gradients",
+    "reg": "regularization", "approx": "approximate",
+}
+
+
 @lru_cache(maxsize=8192)
 def normalise(text: str) -> str:
-    """Lowercase words separated by single spaces; Greek letters named; "z's" -> "z"."""
+    """Lowercase words separated by single spaces; Greek letters named; "z's" -> "z"; shorthand
+    spelled out (:data:`ABBREVIATIONS`)."""
     text = unicodedata.normalize("NFKC", str(text))
     for letter, name in _GREEK.items():
         text = text.replace(letter, f" {name} ")
@@ -84,7 +98,7 @@ def normalise(text: str) -> str:
     text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z]{2,})", " ", text)  # beta2 -> beta 2, 16shot -> 16 shot
     text = re.sub(r"[^a-z0-9.+()]+", " ", text)
     text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)
-    return " ".join(text.split())
+    return " ".join(ABBREVIATIONS.get(w, w) for w in text.split())
 
 
 def tokens(text: str) -> list[str]:
