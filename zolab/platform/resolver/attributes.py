@@ -21,8 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: a whole number, not the tail of a longer one (a regex must not restart inside "1111...")
+INT = r"(?<![\d.,])\d+"
 #: a number as planners write it: 16, 0.9, 1e-4, 1.6e-5, 5k, 10,000, 20%
-NUM = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)(?:\s*[eE]\s*[-+]?\d+)?(?:\s*[kKmM]\b)?(?:\s*%)?"
+NUM = r"(?<![\d.,])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+)(?:\s*[eE]\s*[-+]?\d+)?(?:\s*[kKmM]\b)?(?:\s*%)?"
 READ = object()  # the knob's domain reads the match (no fixed value)
 
 
@@ -49,8 +51,10 @@ class Attribute:
 
 def number(*patterns: str, whole: bool = False, read_in: tuple[str, ...] | None = None,
            not_in: tuple[str, ...] = ()) -> tuple[Attribute, ...]:
-    """Attributes whose value the knob's domain reads (``{N}`` in a pattern stands for a number)."""
-    return tuple(Attribute(p.replace("{N}", NUM), whole=whole, read_in=read_in, not_in=not_in) for p in patterns)
+    """Attributes whose value the knob's domain reads (``{N}`` in a pattern stands for a number, ``{I}``
+    for a whole number)."""
+    return tuple(Attribute(p.replace("{N}", NUM).replace("{I}", INT), whole=whole, read_in=read_in, not_in=not_in)
+                 for p in patterns)
 
 
 def words(table: dict[str, Any], read_in: tuple[str, ...] | None = None) -> tuple[Attribute, ...]:
@@ -71,7 +75,7 @@ def cannot(table: dict[str, str]) -> tuple[Attribute, ...]:
 #: the step or rate words between a knob's name and its number ("momentum coefficient of 0.5")
 JOIN = r"(?:\s*(?:=|:|of|to|at|is|with|set\s+to|scaled\s+to|coefficient|coeff\.?|factor|value)\s*)*\s*"
 
-_PCT = r"(?:\d+(?:\.\d+)?\s*%|0?\.\d+)"
+_PCT = r"(?<![\d.,])(?:\d+(?:\.\d+)?\s*%|0?\.\d+)"
 #: components whose values are about the zeroth-order perturbation (a sparsity is read only there)
 _ZO_VALUES = ("sparsity", "sparsity_rule", "optimizer", "perturb_layers", "distribution", "estimator", "eps",
               "n_samples", "in_place")
@@ -94,10 +98,10 @@ WRITTEN: dict[str, tuple[Attribute, ...]] = {
         r"(?P<v>{N})\s+(?:lr|learning[\s-]+rate)\b"),
     "eps": number(r"\b(?:eps|epsilon|mu|perturbation\s+(?:scale|size|radius|magnitude))" + JOIN + r"(?P<v>{N})"),
     "n_samples": number(
-        r"\b(?:q|n)\s*[=:]\s*(?P<v>\d+)\b",
-        r"(?P<v>\d+)\s+(?:[\w-]+\s+){0,2}?(?:directions?|queries|query|perturbations?|random\s+vectors?|probes?|"
+        r"\b(?:q|n)\s*[=:]\s*(?P<v>{I})\b",
+        r"(?P<v>{I})\s+(?:[\w-]+\s+){0,2}?(?:directions?|queries|query|perturbations?|random\s+vectors?|probes?|"
         r"z\s+samples?|spsa\s+samples?)\b(?:\s+(?:per|each)\s+step)?") + number(
-        r"(?P<v>\d+)\s+(?:per|each)\s+step\b", read_in=("distribution", "estimator", "optimizer", "eps", "n_samples")),
+        r"(?P<v>{I})\s+(?:per|each)\s+step\b", read_in=("distribution", "estimator", "optimizer", "eps", "n_samples")),
     "steps": number(
         r"(?P<v>{N})\s+(?:training\s+|optimi[sz]ation\s+|zo\s+|fine[\s-]?tuning\s+|gradient\s+|update\s+)?"
         r"(?:steps?|iterations?|updates)\b", not_in=("lr_schedule", "warmup")),
@@ -117,39 +121,39 @@ WRITTEN: dict[str, tuple[Attribute, ...]] = {
         r"\b(?:weight[\s-]+decay|wd|l2(?:\s+(?:penalty|regulari[sz]ation))?)" + JOIN + r"(?P<v>{N})",
         r"(?P<v>{N})\s+(?:decoupled\s+)?weight[\s-]+decay\b"),
     "lora_r": number(
-        r"\b(?:lora\s+)?(?:rank|r)\s*[=:]\s*(?P<v>\d+)\b",
-        r"\b(?:lora\s+)?rank" + JOIN + r"(?P<v>\d+)\b"),
-    "lora_alpha": number(r"\b(?:lora\s+)?(?:alpha|scaling(?:\s+factor)?)" + JOIN + r"(?P<v>\d+)\b"),
+        r"\b(?:lora\s+)?(?:rank|r)\s*[=:]\s*(?P<v>{I})\b",
+        r"\b(?:lora\s+)?rank" + JOIN + r"(?P<v>{I})\b"),
+    "lora_alpha": number(r"\b(?:lora\s+)?(?:alpha|scaling(?:\s+factor)?)" + JOIN + r"(?P<v>{I})\b"),
     "prefix_tokens": number(
-        r"(?P<v>\d+)\s*(?:virtual|prefix|soft[\s-]?prompt)\s+tokens?\b",
-        r"(?P<v>\d+)[\s-]+tokens?\s+(?:long\s+)?(?:prefix|soft\s+prompt)",
-        r"\b(?:prefix|soft[\s-]?prompt)(?:\s+(?:tuning|length))?\s*(?:of|with|=|:|,)?\s*(?P<v>\d+)\b"
+        r"(?P<v>{I})\s*(?:virtual|prefix|soft[\s-]?prompt)\s+tokens?\b",
+        r"(?P<v>{I})[\s-]+tokens?\s+(?:long\s+)?(?:prefix|soft\s+prompt)",
+        r"\b(?:prefix|soft[\s-]?prompt)(?:\s+(?:tuning|length))?\s*(?:of|with|=|:|,)?\s*(?P<v>{I})\b"
         r"(?:\s*(?:virtual\s+)?tokens?)?(?:\s+long)?"),
     "max_length": number(
-        r"\b(?:max(?:imum)?[\s_-]+)?(?:sequence|input|context)[\s_-]+length" + JOIN + r"(?P<v>\d+)",
-        r"\bmax[\s_-]*(?:len|length|tokens)" + JOIN + r"(?P<v>\d+)",
-        r"\btruncat\w*\s+(?:at|to)\s+(?P<v>\d+)"),
+        r"\b(?:max(?:imum)?[\s_-]+)?(?:sequence|input|context)[\s_-]+length" + JOIN + r"(?P<v>{I})",
+        r"\bmax[\s_-]*(?:len|length|tokens)" + JOIN + r"(?P<v>{I})",
+        r"\btruncat\w*\s+(?:at|to)\s+(?P<v>{I})"),
     "batch_size": number(
-        r"\b(?:mini[\s-]?)?batch(?:[\s_-]?size)?" + JOIN + r"(?P<v>\d+)\b",
-        r"\bbs\s*[=:]?\s*(?P<v>\d+)\b",
-        r"(?P<v>\d+)\s+(?:examples?\s+|sequences?\s+)?per\s+batch\b"),
+        r"\b(?:mini[\s-]?)?batch(?:[\s_-]?size)?" + JOIN + r"(?P<v>{I})\b",
+        r"\bbs\s*[=:]?\s*(?P<v>{I})\b",
+        r"(?P<v>{I})\s+(?:examples?\s+|sequences?\s+)?per\s+batch\b"),
     "train_size": number(
-        r"\d[\d,]*k?\s+(?:labell?ed\s+|training\s+)?(?:examples?|samples?|instances)\s+(?:per|each|for\s+each)\s+"
+        r"(?<![\d.,])\d[\d,]*k?\s+(?:labell?ed\s+|training\s+)?(?:examples?|samples?|instances)\s+(?:per|each|for\s+each)\s+"
         r"(?:class|label)",
-        r"\d+[\s-]*shots?\b", r"\bk\s*[=:]\s*\d+\b",
-        r"\d[\d,]*k?\s+(?:labell?ed\s+|training\s+)?(?:examples?|samples?)\b", whole=True, read_in=_DATA_VALUES),
+        r"(?<![\d.,])\d+[\s-]*shots?\b", r"\bk\s*[=:]\s*\d+\b",
+        r"(?<![\d.,])\d[\d,]*k?\s+(?:labell?ed\s+|training\s+)?(?:examples?|samples?)\b", whole=True, read_in=_DATA_VALUES),
     "icl_demos": number(
-        r"(?P<v>\d+)\s*(?:in[\s-]?context\s+)?(?:demonstrations?|demos?)\b",
-        r"(?P<v>\d+)\s+in[\s-]?context\s+examples?\b",
-        r"(?P<v>\d+)[\s-]*shots?\b",
-        r"(?P<v>\d+)\s+(?:examples?|shots)\b", read_in=("optimizer", "prompt", "train_size")),
+        r"(?P<v>{I})\s*(?:in[\s-]?context\s+)?(?:demonstrations?|demos?)\b",
+        r"(?P<v>{I})\s+in[\s-]?context\s+examples?\b",
+        r"(?P<v>{I})[\s-]*shots?\b",
+        r"(?P<v>{I})\s+(?:examples?|shots)\b", read_in=("optimizer", "prompt", "train_size")),
     "sparsity": number(
         r"(?:\b(?:perturb\w*|updat\w*|keep\w*|kept|select\w*|train\w*|touch\w*|mask\w*|zero\w*|freez\w*|frozen|"
         r"drop\w*)\s+(?:only\s+)?(?:the\s+)?(?:top\s+|bottom\s+)?)?" + _PCT + r"\s*(?:of\s+)?(?:the\s+|all\s+)?"
         r"(?:[\w-]+\s+){0,2}?(?:weights?|parameters?|params|coordinates|entries)\b(?:\s+(?:perturbed|updated|frozen|masked))?",
         _PCT + r"\s*(?:sparsity|sparse|density|dense)\b",
         r"\b(?:sparsity|density)(?:\s+(?:level|ratio))?" + JOIN + _PCT,
-        r"\b\d+(?:\.\d+)?\s*%\s*(?:random\s+|magnitude\s+)?mask\b", whole=True, read_in=_ZO_VALUES),
+        r"\b(?<![\d.,])\d+(?:\.\d+)?\s*%\s*(?:random\s+|magnitude\s+)?mask\b", whole=True, read_in=_ZO_VALUES),
     "sparsity_rule": words({
         r"\b(?:smallest|lowest|largest|highest|top|bottom|small|large|low|high)[\s-]+(?:absolute[\s-]+)?magnitudes?\b":
             "magnitude",
@@ -212,4 +216,4 @@ ASKED_FOR: dict[str, str] = {
                           r"|\bper[\s-]layer\s+(?:learning\s+rates?|lrs?|step\s+sizes?)|\bllrd\b",
 }
 
-__all__ = ["ASKED_FOR", "JOIN", "NUM", "READ", "WRITTEN", "Attribute", "cannot", "named", "number", "words"]
+__all__ = ["ASKED_FOR", "INT", "JOIN", "NUM", "READ", "WRITTEN", "Attribute", "cannot", "named", "number", "words"]

@@ -77,8 +77,13 @@ class Found:
         return self.start <= other.start and other.end <= self.end and self.end - self.start > other.end - other.start
 
 
+@lru_cache(maxsize=4096)
+def _numbers(text: str) -> tuple[Number, ...]:
+    return tuple(numbers(text))
+
+
 def _nums(text: str, start: int, end: int) -> tuple[int, ...]:
-    return tuple(n.start for n in numbers(text) if start <= n.start < end)
+    return tuple(n.start for n in _numbers(text) if start <= n.start < end)
 
 
 #: a replacement written as a sentence names the old value too: "Replace the Gaussian perturbation
@@ -121,12 +126,20 @@ def _scan(text: str) -> tuple[Found, ...]:
 
 
 def _unit_after(text: str, end: int) -> re.Match[str] | None:
-    m = re.match(r"\s*-?\s*([a-z]+)(?:\s+([a-z]+))?", text[end:], re.IGNORECASE)
+    m = re.match(r"\s*-?\s*([a-z]+)(?:\s+([a-z]+))?", text[end:end + _WINDOW], re.IGNORECASE)
     return m if m and any(stem(w.lower()) in UNIT_WORDS for w in m.groups() if w) else None
 
 
+_WORD_BEFORE = re.compile(r"([a-z]+)\s*[=:]?\s*$", re.IGNORECASE)
+_WINDOW = 40  # characters looked at before a number for its unit word
+
+
+def _word_before(text: str, start: int) -> re.Match[str] | None:
+    return _WORD_BEFORE.search(text[max(0, start - _WINDOW):start])
+
+
 def _unit_before(text: str, start: int) -> re.Match[str] | None:
-    m = re.search(r"([a-z]+)\s*[=:]?\s*$", text[:start], re.IGNORECASE)
+    m = _word_before(text, start)
     return m if m and stem(m.group(1).lower()) in UNIT_WORDS else None
 
 
@@ -152,20 +165,20 @@ def _own_units(comp: Any, text: str) -> list[Found]:
         return []
     spans = []
     units = {stem(u.split()[0]) for u in domain.units}
-    for n in numbers(text):
-        after = re.match(r"\s*-?\s*([a-z]+)", text[n.end:], re.IGNORECASE)
-        before = re.search(r"([a-z]+)\s*[=:]?\s*$", text[:n.start], re.IGNORECASE)
+    for n in _numbers(text):
+        after = re.match(r"\s*-?\s*([a-z]+)", text[n.end:n.end + _WINDOW], re.IGNORECASE)
+        before = _word_before(text, n.start)
         if after and stem(after.group(1).lower()) in units:
             spans.append(Found(comp.key, None, n.start, n.end + after.end(), "", (n.start,)))
         elif before and before.group(1).lower() in domain.symbols + tuple(units):
-            spans.append(Found(comp.key, None, before.start(), n.end, "", (n.start,)))
+            spans.append(Found(comp.key, None, n.start - (len(before.string) - before.start()), n.end, "", (n.start,)))
     return spans
 
 
 def _leftover(text: str, claimed: list[tuple[int, int]]) -> list[str]:
     """Numbers outside ``claimed`` that carry a unit or symbol, a percent sign, or are fractions."""
     out = []
-    for n in numbers(text):
+    for n in _numbers(text):
         if any(s <= n.start < e for s, e in claimed) or _word_part(text, n) or _bare(text, n):
             continue
         after, before = _unit_after(text, n.end), _unit_before(text, n.start)
@@ -271,7 +284,7 @@ def read_value(comp: Any, text: str, ctx: Context) -> Reading:
         if any(f.conflicts(o) for o in strong + kept) or any(f.conflicts(w) and not beats(f, w) for w in weak):
             continue
         if f.attribute is not None and not f.attribute.numeric and not f.attribute.reason \
-                and isinstance(domain.read(src[f.start:f.end], ctx), Value):
+                and isinstance(own_read := domain.read(src[f.start:f.end], ctx), Value) and own_read.fit >= 1.0:
             continue  # the component's own words ("zero-shot" for steps, "one-point" for one-point-rf)
         kept.append(f)
     weak = [w for w in weak if not any(k.conflicts(w) and beats(k, w) for k in kept)]

@@ -10,6 +10,7 @@ the focus. :func:`phrase_score` turns where a name phrase occurs into evidence i
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -248,14 +249,23 @@ class Number:
 
 def numbers(text: str) -> list[Number]:
     """Every number in ``text``: 1e-3, 10^-3, 1 x 10^-3, 5,000, 50k, 10%, with the unicode minus."""
-    text = str(text).replace("\u2212", "-").replace("\u2013", "-")
+    return list(_numbers(str(text)))
+
+
+@lru_cache(maxsize=8192)
+def _numbers(text: str) -> tuple[Number, ...]:
+    text = text.replace("\u2212", "-").replace("\u2013", "-")
     out: list[Number] = []
     pos = 0
+    powers = list(_POWER.finditer(text))  # found once: searching again from every number is quadratic
     while pos < len(text):
-        p = _POWER.search(text, pos)
+        p = next((q for q in powers if q.start() >= pos), None)
         m = _NUMBER.search(text, pos)
         if p and (not m or p.start() <= m.start()):
-            out.append(Number(10.0 ** int(p.group("exp")), False, p.start(), p.end()))
+            try:
+                out.append(Number(10.0 ** int(p.group("exp")), False, p.start(), p.end()))
+            except OverflowError:  # 10^99999
+                pass
             pos = p.end()
             continue
         if not m:
@@ -271,9 +281,10 @@ def numbers(text: str) -> list[Number]:
         suffix = (m.group("suffix") or "").strip().lower()
         if suffix:
             value *= _SUFFIX[suffix]
-        out.append(Number(value, bool(m.group("pct")), m.start(), m.end()))
+        if math.isfinite(value):  # "1" x 999 is no number anyone means
+            out.append(Number(value, bool(m.group("pct")), m.start(), m.end()))
         pos = m.end()
-    return out
+    return tuple(out)
 
 
 def is_multiplier(text: str) -> bool:
