@@ -1,7 +1,7 @@
 """How well the component resolver reads the corpus (issue 13): precision, recall, ambiguous and
 unresolved rates per component, per format and per corpus half.
 
-    PYTHONPATH=. python benchmarks/resolver_report.py [--json out.json] [--wrong]
+    PYTHONPATH=. python benchmarks/resolver_report.py [--json out.json] [--wrong] [--half NAME ...]
 
 The corpus is ``tests/platform/resolver_corpus/`` (see its README): single cases written out in
 their format (YAML, AblationBench JSONL, planner markdown, raw planner response) and whole
@@ -15,8 +15,11 @@ Definitions (per group of cases):
 * *silent wrong*: the resolver says ``resolved``/``inverted`` but the changes are not the
   expected ones (including cases that should not run at all): the failure that must be zero;
 * *precision*: of the cases the resolver runs (resolved/inverted), the share with the expected
-  changes; *recall*: of the cases that should run, the share that run as expected;
-* *ambiguous* / *unresolved*: the share of cases the resolver left for the user to pick.
+  changes (1 - silent wrong / runs; *read as expected* also checks the component named); *recall*: of the cases that should run, the share that run as expected;
+* *ambiguous* / *unresolved*: the share of cases the resolver left for the user to pick;
+* *refused*: the parser refused the whole plan (each of its ablations counts as not read as
+  expected); a case whose ``expect`` gives ``metrics`` is read as expected only when the plan
+  stores exactly those metric keys for it.
 
 ``tests/platform/test_resolver_corpus.py`` asserts the thresholds; this script prints the figures.
 """
@@ -72,7 +75,7 @@ def _ablation(case: dict[str, Any]) -> dict[str, Any]:
     out = {"name": case["name"], "ablated_part": case["ablated_part"], "action": case["action"]}
     if case.get("replacement") is not None:
         out["replacement"] = case["replacement"]
-    out["metrics"] = ["accuracy"]
+    out["metrics"] = list(case.get("metrics") or ["accuracy"])
     return out
 
 
@@ -102,11 +105,16 @@ def render(case: dict[str, Any], defaults: dict[str, Any]) -> str:
     if case.get("replacement") is not None:
         lines.append("- **Replacement**:")
         lines += [f"  - {item}" for item in _markdown_items(case["replacement"])]
-    lines.append("- **Metrics**: accuracy")
+    lines.append(f"- **Metrics**: {', '.join(ab['metrics'])}")
     return "\n".join(lines) + "\n"
 
 
-def load_cases(halves: tuple[str, ...] = ("heldout", "dev")) -> list[Case]:
+#: the corpus halves the test and the report read by default (blind*: written before the rules they
+#: measure, each first-run figure in benchmarks/results/)
+HALVES = ("heldout", "dev", "blind2")
+
+
+def load_cases(halves: tuple[str, ...] = HALVES) -> list[Case]:
     cases: list[Case] = []
     for half in halves:
         path = CORPUS / f"{half}.yaml"
@@ -169,12 +177,15 @@ class Outcome:
     action: str = ""
 
 
-def judge(case: Case, resolution: Any, base: dict[str, Any]) -> Outcome:
+def judge(case: Case, resolution: Any, base: dict[str, Any], metrics: list[str] | None = None) -> Outcome:
+    """``metrics``: the metric keys the plan stores for the ablation (checked when ``expect`` has them)."""
     exp = case.expect
     statuses = _as_list(exp["status"])
     components = _as_list(exp["component"]) if exp.get("component") is not None else []
     changes = normalise_changes([c for _, c in resolution.variants], base)
     ok = resolution.status in statuses and (not components or resolution.component in components)
+    if "metrics" in exp and metrics is not None:
+        ok = ok and list(metrics) == list(exp["metrics"])
     if ok and "changes" in exp and resolution.status in RUNNABLE:
         ok = same_changes(changes, normalise_changes(exp["changes"], base))
     runs_expected = any(s in RUNNABLE for s in statuses) and "changes" in exp and \
@@ -185,22 +196,38 @@ def judge(case: Case, resolution: Any, base: dict[str, Any]) -> Outcome:
                    [c.component for c in resolution.candidates])
 
 
+def _refused(case: Case, error: Exception) -> Outcome:
+    exp = case.expect
+    components = _as_list(exp["component"]) if exp.get("component") is not None else []
+    return Outcome(case.id, case.half, case.format, components[0] if components else "(none)",
+                   _as_list(exp["status"]), "refused", None, [], False, False, f"plan refused: {error}")
+
+
 def evaluate(cases: list[Case]) -> list[Outcome]:
     """Parse and resolve every case (documents once each) and judge it."""
+    from zolab.platform.errors import PlanError
     from zolab.platform.parsers import load_source
     from zolab.platform.resolver import resolve_plan
 
-    cache: dict[tuple[str, str], dict[str, Any]] = {}
+    cache: dict[tuple[str, str], dict[str, Any] | PlanError] = {}
     out = []
     for case in cases:
         key = (case.document or case.id, case.half)
         if key not in cache:
-            loaded = load_source(case.source, filename=case.filename, fmt=case.format, baseline=case.defaults)
-            base = loaded.plan.baseline.model_dump()
-            cache[key] = {"base": base, "res": {r.ablation: r for r in resolve_plan(loaded.plan)},
-                          "action": {a.name: a.action.value for a in loaded.plan.ablations}}
+            try:
+                loaded = load_source(case.source, filename=case.filename, fmt=case.format, baseline=case.defaults)
+            except PlanError as exc:
+                cache[key] = exc
+            else:
+                base = loaded.plan.baseline.model_dump()
+                cache[key] = {"base": base, "res": {r.ablation: r for r in resolve_plan(loaded.plan)},
+                              "action": {a.name: a.action.value for a in loaded.plan.ablations},
+                              "metrics": {a.name: list(a.metrics or []) for a in loaded.plan.ablations}}
         entry = cache[key]
-        outcome = judge(case, entry["res"][case.name], entry["base"])
+        if isinstance(entry, PlanError):
+            out.append(_refused(case, entry))
+            continue
+        outcome = judge(case, entry["res"][case.name], entry["base"], entry["metrics"][case.name])
         outcome.action = entry["action"][case.name]
         out.append(outcome)
     return out
@@ -216,10 +243,11 @@ def figures(outcomes: list[Outcome]) -> dict[str, Any]:
     return {
         "n": n,
         "expected": sum(o.correct for o in outcomes) / n if n else math.nan,
-        "precision": sum(o.correct for o in ran) / len(ran) if ran else math.nan,
+        "precision": sum(not o.silent_wrong for o in ran) / len(ran) if ran else math.nan,
         "recall": sum(o.correct for o in should_run) / len(should_run) if should_run else math.nan,
         "ambiguous": sum(o.status == "ambiguous" for o in outcomes) / n if n else math.nan,
         "unresolved": sum(o.status == "unresolved" for o in outcomes) / n if n else math.nan,
+        "refused": sum(o.status == "refused" for o in outcomes) / n if n else math.nan,
         "silent_wrong": sum(o.silent_wrong for o in outcomes),
     }
 
@@ -242,12 +270,12 @@ def _pct(x: float) -> str:
 
 def table(title: str, rows: dict[str, dict[str, Any]]) -> str:
     header = (f"{'':24} {'n':>4} {'expect%':>8} {'prec%':>6} {'recall%':>7} {'ambig%':>6} "
-              f"{'unres%':>6} {'silent':>6}")
+              f"{'unres%':>6} {'refus%':>6} {'silent':>6}")
     lines = [f"\n{title}", header]
     for name, f in rows.items():
         lines.append(f"{name:24} {f['n']:4d} {_pct(f['expected']):>8} {_pct(f['precision']):>6} "
                      f"{_pct(f['recall']):>7} {_pct(f['ambiguous']):>6} {_pct(f['unresolved']):>6} "
-                     f"{f['silent_wrong']:6d}")
+                     f"{_pct(f['refused']):>6} {f['silent_wrong']:6d}")
     return "\n".join(lines)
 
 
@@ -255,11 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the figures (and every outcome) as JSON")
     parser.add_argument("--wrong", action="store_true", help="list the cases not read as expected")
+    parser.add_argument("--half", action="append", help=f"corpus half to read (repeatable; default: {', '.join(HALVES)})")
     args = parser.parse_args(argv)
-    outcomes = evaluate(load_cases())
+    outcomes = evaluate(load_cases(tuple(args.half) if args.half else HALVES))
     rep = report(outcomes)
     print(table("overall", {"all": rep["overall"]}))
-    print(table("by corpus half (heldout: written before tuning)", rep["by_half"]))
+    print(table("by corpus half (heldout, blind*: written before tuning)", rep["by_half"]))
     print(table("by format", rep["by_format"]))
     print(table("by expected component", rep["by_component"]))
     if args.wrong:

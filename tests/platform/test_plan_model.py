@@ -63,9 +63,17 @@ def test_metric_aliases(text, key):
     assert normalise_metric(text) == key
 
 
-def test_unknown_metric_lists_known_ones():
-    with pytest.raises(ValueError, match="known: accuracy, f1"):
-        normalise_metric("perplexity")
+def test_unknown_metric_is_kept_not_refused():
+    """A metric zolab does not measure never refuses a plan (issue 13 item 2): it is kept as written."""
+    assert normalise_metric("Perplexity") == "perplexity"
+    plan = _plan(metrics=["accuracy", "perplexity"])
+    assert plan.metrics == ["accuracy", "perplexity"]
+
+
+def test_unknown_tuning_metric_is_refused():
+    """The tuning objective must be measured: there is nothing to optimise otherwise."""
+    with pytest.raises(PlanError, match="cannot tune for 'perplexity'.*leaderboard shows accuracy"):
+        _plan(tuning={"metric": "perplexity"})
 
 
 def test_action_is_case_insensitive_and_metrics_default_from_plan():

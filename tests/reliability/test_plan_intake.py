@@ -58,6 +58,12 @@ def _r(value: str) -> tuple[str, str]:
     return ("replacement: [1.0e-2]", f"replacement: {value}")
 
 
+def _model(value: str) -> tuple[str, str]:
+    """The ablation becomes a model-scale ablation whose replacement is ``value``."""
+    return ("ablated_part: perturbation scale\n    action: REPLACE\n    replacement: [1.0e-2]",
+            f"ablated_part: backbone model\n    action: REPLACE\n    replacement: {value}")
+
+
 # (id, plan text, field of the first issue, its line, words in its message)
 ATTACKS = [
     # non-finite numbers
@@ -94,7 +100,7 @@ ATTACKS = [
     ("model-file", sub(("model: tiny-opt", "model: /etc/hostname")), "baseline.model", 5, "is a file"),
     ("model-bare-name", sub(("model: tiny-opt", "model: gpt2")), "baseline.model", 5, "hub id (org/name)"),
     ("model-unknown-tiny", sub(("model: tiny-opt", "model: tiny-bert")), "baseline.model", 5, "not a known alias"),
-    ("model-via-replacement", sub(_r("['model: /usr']")), "ablations[0].replacement.model", 18,
+    ("model-via-replacement", sub(_model("['/usr']")), "ablations[0].replacement.model", 18,
      "outside the allowed"),
     # text that reads differently from what it is
     ("bidi-override-name", sub(("name: attack", 'name: "att\\u202eack"')), "name", 2, "U+202E"),
@@ -150,7 +156,7 @@ def test_a_local_folder_whose_label_overflows_the_column_is_refused(db_url, tmp_
     deep.mkdir(parents=True)
     monkeypatch.setenv("ZOLAB_DATA_ROOTS", str(tmp_path))
     with pytest.raises(PlanError, match="label of .* characters; the database keeps 300") as info:
-        upload_plan(sub(_r(f"['model: {deep}']")), fmt="yaml", filename="attack.yaml", url=db_url)
+        upload_plan(sub(_model(f"['{deep}']")), fmt="yaml", filename="attack.yaml", url=db_url)
     assert info.value.field == "ablations[0].replacement" and info.value.line == 18
     assert not any(count_rows(db_url).values())
 
@@ -172,20 +178,29 @@ def test_one_comma_separated_string_is_several_values(db_url):
     assert sorted(c["eps"] for c in configs) == [1e-4, 1e-2]  # before: one variant, eps=1e-2, 1e-4 dropped
 
 
-def test_commas_inside_brackets_and_quotes_do_not_split():
-    plan = load_plan(sub(_r("""['(0.9, 0.99)', '[1, 2]', '"a, b"', "MeZO's eps, 1e-4"]""")), fmt="yaml")
-    assert plan.ablations[0].replacement == ["(0.9, 0.99)", "[1, 2]", '"a, b"', "MeZO's eps", "1e-4"]
+def test_commas_are_read_by_the_resolver_not_split_blindly():
+    """Brackets, sentences, compound values and digit groups keep their commas; lists of values split."""
+    from zolab.platform.components import resolve
+    from zolab.platform.plan import Ablation, Baseline
 
+    def changes(part: str, value: str) -> list[dict]:
+        ab = Ablation(name=part, ablated_part=part, action="REPLACE", replacement=[value])
+        return [c for _, c in resolve(ab, Baseline()).variants]
 
-def test_a_digit_group_comma_belongs_to_its_number():
-    """``5,000`` is five thousand in English text; a plan is never refused for writing it so."""
-    plan = load_plan(sub(_r("['5,000 steps, 1,000,000 steps', '16,32']")), fmt="yaml")
-    assert plan.ablations[0].replacement == ["5,000 steps", "1,000,000 steps", "16", "32"]
+    assert changes("learning rate", "1e-3, 1e-4") == [{"lr": 1e-3}, {"lr": 1e-4}]
+    assert changes("training steps", "5,000 steps") == [{"steps": 5000}]
+    assert changes("perturbed layers", "[0, 1, 2]") == [{"perturb_layers": [0, 1, 2]}]
+    assert changes("zeroth-order update rule", "ZO-Adam, beta1 = 0.8") == [{"method": "zo-adam", "betas": [0.8, 0.999]}]
 
 
 def test_markdown_and_jsonl_read_commas_the_same_way():
     line = '{"name": "eps", "ablated_part": "perturbation scale", "action": "REPLACE", "replacement": ["1e-2, 1e-4"]}'
-    assert load_plan(line, fmt="jsonl").ablations[0].replacement == ["1e-2", "1e-4"]
+    md = "# p\n\n### eps\n- **Ablated Part**: perturbation scale\n- **Action**: REPLACE\n- **Replacement**: 1e-2, 1e-4\n"
+    from zolab.platform.components import resolve_plan
+
+    for text, fmt in ((line, "jsonl"), (md, "markdown")):
+        (res,) = resolve_plan(load_plan(text, fmt=fmt))
+        assert [c["eps"] for _, c in res.variants] == [1e-2, 1e-4], fmt
 
 
 # -- NFKC names ------------------------------------------------------------------------------------

@@ -85,3 +85,17 @@ def test_a_raw_planner_response_uploads_and_offers_its_candidates(page):
     assert any("ablationbench plan" in s.value for s in at.success)
     assert list(_table(at)["status"]) == ["resolved", "ambiguous"]
     assert button_key(1, "lr") in {b.key for b in at.button}
+
+
+def test_the_upload_preview_warns_about_a_metric_zolab_does_not_measure(page, sqlite_url):
+    """A free-form metric never refuses the plan (the lead's probe of issue 13): "peak GPU memory" is
+    read as peak_memory, "perplexity" is kept and the preview says that zolab does not measure it."""
+    text = PLAN.replace(b"seeds: [1]\n", b"seeds: [1]\nmetrics: [test accuracy, peak GPU memory, perplexity]\n")
+    at = page("plans")
+    at.file_uploader(key="plan_file").upload("metrics.yaml", text).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    assert any("zolab does not measure perplexity" in w.value for w in at.warning)
+    at.button(key="save_plan").click().run()
+    with session_scope(sqlite_url) as s:
+        assert s.query(Plan).one().plan_json["metrics"] == ["accuracy", "peak_memory", "perplexity"]

@@ -155,10 +155,26 @@ def _report(prepared) -> dict[str, Any]:
                           "replacement": list(ab.replacement), "metrics": list(ab.metrics or [])})
     return {
         "ok": not prepared.unresolved, "pending": [r.ablation for r in prepared.unresolved],
-        "format": prepared.format, "file": prepared.filename,
+        "warnings": prepared.warnings, "format": prepared.format, "file": prepared.filename,
         "content_hash": prepared.content_hash, "plan": prepared.plan.canonical(), "ablations": ablations,
         "variants": [v.to_dict() for v in prepared.variants],
     }
+
+
+def _print_warnings(lines: list[str]) -> None:
+    for line in lines:
+        console.print(f"[yellow]warning[/] {escape(line)}")
+
+
+def _stored_warnings(plan_json: dict[str, Any], ablations) -> list[str]:
+    """The metric warnings of a stored plan (its metrics are kept as written when zolab has no such column)."""
+    from types import SimpleNamespace
+
+    from zolab.platform.metrics import metric_warnings
+
+    doc = SimpleNamespace(metrics=plan_json.get("metrics") or [],
+                          ablations=[SimpleNamespace(name=a.name, metrics=list(a.metrics or [])) for a in ablations])
+    return metric_warnings(doc)
 
 
 def _print_plan_header(plan, fmt: str, file: str | None) -> None:
@@ -214,6 +230,7 @@ def validate_cmd(
                       f"x {len(prepared.plan.seeds)} seeds = {n_jobs} runs")
         for line in _not_run_lines(report["ablations"]):
             console.print(line)
+        _print_warnings(prepared.warnings)
     if prepared.unresolved and strict:
         names = ", ".join(r.ablation for r in prepared.unresolved)
         fail(f"--strict: unresolved or ambiguous ablations (pick with --set-component): {names}", EXIT_BAD_INPUT)
@@ -245,6 +262,7 @@ def upload_cmd(
                   f"{len(prepared.resolutions)} ablations, {len(prepared.variants)} variants")
     for line in _not_run_lines(_report(prepared)["ablations"]):
         console.print(line)
+    _print_warnings(prepared.warnings)
     if prepared.unresolved:
         console.print(f"{len(prepared.unresolved)} ablation(s) wait for a pick: `zolab plan validate {escape(file)}` "
                       "lists the candidates; upload again with --set-component NAME=COMPONENT")
@@ -301,8 +319,9 @@ def show_cmd(plan_ref: str = typer.Argument(..., metavar="PLAN", help="Plan id o
              "confidence": a.confidence, "changes": a.changes, "explanation": a.explanation,
              "ablated_part": a.ablated_part, "replacement": a.replacement, "metrics": a.metrics,
              "overridden": a.overridden, "candidates": list(a.candidates or [])} for a in ablations]
+    warnings = _stored_warnings(plan.plan_json or {}, ablations)
     if as_json:
-        typer.echo(json.dumps({"id": plan.id, "name": plan.name, "format": plan.format,
+        typer.echo(json.dumps({"id": plan.id, "name": plan.name, "format": plan.format, "warnings": warnings,
                                "content_hash": plan.content_hash, "plan": plan.plan_json, "ablations": rows,
                                "tuned": [{"variant": lab, "task": t, "params": p} for lab, t, p in tuned]},
                               indent=2, default=str))
@@ -316,6 +335,7 @@ def show_cmd(plan_ref: str = typer.Argument(..., metavar="PLAN", help="Plan id o
     console.print(_resolution_table(rows, "Ablations"))
     for line in _candidate_lines(rows):
         console.print(line)
+    _print_warnings(warnings)
     if tuned:  # Optuna's best params per variant x task (zolab.platform.tuning)
         table = Table(title="Tuned hyperparameters (Optuna best trial)")
         for col in ("variant", "task", "params"):

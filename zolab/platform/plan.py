@@ -14,10 +14,9 @@ integer knob of the baseline, tuning steps), integers beyond 64 bits anywhere, a
 bidirectional-override or zero-width characters (they make a name read differently from what it is).
 Names and free text are NFKC-normalised (full-width and compatibility forms become plain characters,
 so ``ｓｔｅｐｓ`` and ``steps`` are the same ablation name). A replacement written as one
-comma-separated string (``"1e-3, 1e-4"``) is that many values, as the markdown format already reads
-it; commas inside brackets, parentheses or double quotes do not split, nor does a digit-group comma
-(``5,000``, ``1,000,000``: a digit, the comma, exactly three digits), the thousands separator every
-English text means by it; the resolver then reads the number against the knob's domain.
+comma-separated string (``"1e-3, 1e-4"``) stays one string here: the resolver reads it against each
+knob's domain (two learning rates; but ``"ZO-Adam, beta1 = 0.8"`` is one compound value and
+``"5,000 steps"`` one number), so the split is never blind.
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from pydantic import (
 )
 
 from zolab.platform.errors import Issue, PlanError, did_you_mean, format_loc
+from zolab.platform.metrics import DEFAULT_METRICS, METRICS, measured_metric, normalise_metric  # noqa: F401 - re-exported
 from zolab.runners.config import (
     DISTRIBUTIONS,
     DTYPES,
@@ -63,54 +63,11 @@ from zolab.runners.config import (
 Locator = Callable[[tuple[Any, ...]], tuple[int, int] | None]
 
 # --------------------------------------------------------------------------------------------
-# metrics
+# metrics: read by meaning in zolab.platform.metrics; an unknown one is kept (and warned about)
 # --------------------------------------------------------------------------------------------
-METRICS = ("accuracy", "f1", "peak_memory", "gpu_hours", "convergence", "wall_time")
-METRIC_ALIASES = {
-    "acc": "accuracy",
-    "accuracy": "accuracy",
-    "test accuracy": "accuracy",
-    "f1": "f1",
-    "macro f1": "f1",
-    "f1 score": "f1",
-    "memory": "peak_memory",
-    "memory usage": "peak_memory",
-    "memory consumption": "peak_memory",
-    "memory footprint": "peak_memory",
-    "peak memory": "peak_memory",
-    "gpu memory": "peak_memory",
-    "gpu hours": "gpu_hours",
-    "compute": "gpu_hours",
-    "gpu time": "gpu_hours",
-    "convergence": "convergence",
-    "convergence rate": "convergence",
-    "convergence speed": "convergence",
-    "wall time": "wall_time",
-    "wall clock time": "wall_time",
-    "runtime": "wall_time",
-    "training time": "wall_time",
-}
-DEFAULT_METRICS = ["accuracy", "f1", "peak_memory", "gpu_hours"]
-
-
-def _metric_key(text: str) -> str:
-    return " ".join(str(text).lower().replace("_", " ").replace("-", " ").split())
-
-
-def normalise_metric(value: Any) -> str:
-    """Map free text ("memory usage", "F1", "convergence rate") to a known metric key."""
-    if not isinstance(value, str):
-        raise ValueError(f"metric must be text, got {type(value).__name__}")  # noqa: TRY004 - pydantic reports ValueError only
-    key = _metric_key(value)
-    if key in METRIC_ALIASES:
-        return METRIC_ALIASES[key]
-    if key.replace(" ", "_") in METRICS:
-        return key.replace(" ", "_")
-    hint = did_you_mean(key, list(METRIC_ALIASES))
-    raise ValueError(f"unknown metric {value!r}{hint}; known: {', '.join(METRICS)}")
-
-
 Metric = Annotated[str, BeforeValidator(normalise_metric)]
+#: the tuning objective must be something zolab measures
+MeasuredMetric = Annotated[str, BeforeValidator(measured_metric)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,35 +110,10 @@ def _action(value: Any) -> Any:
 MAX_TEXT = 1000
 
 
-_OPEN, _CLOSE = "([{", ")]}"
-_DIGIT_GROUP = re.compile(r"\d,\d{3}(?!\d)")
-
-
-def split_values(text: str) -> list[str]:
-    """``"1e-3, 1e-4"`` -> ``["1e-3", "1e-4"]``: commas outside brackets and quotes separate values;
-    a digit-group comma (``5,000 steps``) belongs to its number."""
-    if "," not in text:
-        return [text]
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch == '"':  # double quotes only: an apostrophe ("MeZO's") is not a quote
-            quote = ch
-        elif ch in _OPEN:
-            depth += 1
-        elif ch in _CLOSE:
-            depth = max(0, depth - 1)
-        elif ch == "," and depth == 0 and not _DIGIT_GROUP.match(text, max(0, i - 1)):
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
-
-
 def _replacement_item(value: Any) -> list[str]:
     """Replacement values are free text for the resolver; numbers and dicts become text, a
-    comma-separated string becomes its values (:func:`split_values`)."""
+    comma-separated string stays one string: the resolver splits it where the knob's domain says
+    so (``"1e-3, 1e-4"`` is two learning rates, ``"ZO-Adam, beta1 = 0.8"`` one compound value)."""
     if value is None:
         return []
     if isinstance(value, bool):
@@ -192,7 +124,7 @@ def _replacement_item(value: Any) -> list[str]:
         text = nfkc(str(value)).strip()
         if len(text) > MAX_TEXT:
             raise ValueError(f"a replacement value is {len(text):,} characters; at most {MAX_TEXT:,}")
-        return split_values(text) if isinstance(value, str) else [text] if text else []
+        return [text] if text else []
     if isinstance(value, dict):
         out = []
         for k, v in value.items():
@@ -377,7 +309,7 @@ class Tuning(StrictModel):
     trials: Annotated[int, Field(ge=1, le=10000)] = 12
     sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
-    metric: Metric = "accuracy"
+    metric: MeasuredMetric = "accuracy"
     steps: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
     space: dict[str, ParamRange] = Field(default_factory=dict)
 

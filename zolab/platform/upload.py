@@ -26,6 +26,7 @@ from zolab.db.session import session_scope
 from zolab.platform.components import NOT_RUN, Resolution, parse_overrides, resolve_plan
 from zolab.platform.errors import Issue, PlanError
 from zolab.platform.intake_checks import DEFAULT_MAX_JOBS, check_expansion, check_job_cap, check_plan
+from zolab.platform.metrics import metric_warnings
 from zolab.platform.parsers import load_source
 from zolab.platform.plan import Plan
 from zolab.platform.variants import VariantSpec, expand_variants
@@ -47,6 +48,11 @@ class Prepared:
     def unresolved(self) -> list[Resolution]:
         """Ablations stored but not run until the user picks a reading: unresolved and ambiguous."""
         return [r for r in self.resolutions if r.status in ("unresolved", "ambiguous")]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the plan asks for that zolab will not show (metrics it does not measure); never a refusal."""
+        return metric_warnings(self.plan)
 
     def not_run_lines(self) -> list[str]:
         """One plain line per ablation that will not run (no_op included), saying why."""

@@ -4,8 +4,8 @@ LM-planner markdown -> one validated Plan.
 :func:`load_plan` is the single entry point. The format comes from ``fmt``, else the file
 extension (``.yaml/.yml``, ``.jsonl/.ndjson/.json``), else the content: a ``<predictions>`` tag is a
 planner response (``ablationbench``, also in ``.md`` files), a ``{`` first line is JSONL, a top-level
-``zolab:`` or ``ablations:`` key is YAML, an "Ablation Plan" heading or an "Ablated Part:" label
-(bold or plain) is markdown, anything else is YAML. ``.txt`` files, like the seed trajectories,
+``zolab:`` or ``ablations:`` key is YAML, an "Ablation Plan" heading, an "Ablated Part:" label
+(bold or plain) or a table with an "Ablated part" column is markdown, anything else is YAML. ``.txt`` files, like the seed trajectories,
 are detected by content.
 """
 
@@ -31,7 +31,8 @@ _BY_EXTENSION = {".yaml": "yaml", ".yml": "yaml", ".jsonl": "jsonl", ".ndjson": 
 _TEXT_EXTENSIONS = {".md": "markdown", ".markdown": "markdown"}
 _YAML_HINT = re.compile(r"^(?:zolab|ablations)\s*:", re.MULTILINE)
 _MARKDOWN_HINT = re.compile(
-    r"ablation\s+plan|^\s*(?:[-*+]\s+|\d+[.)]\s+)?(?:\*\*|__)?\s*ablated\s+(?:part|component)\s*(?:\*\*|__)?\s*:",
+    r"ablation\s+plan|^\s*(?:[-*+]\s+|\d+[.)]\s+)?(?:\*\*|__)?\s*ablated\s+(?:part|component)\s*(?:\*\*|__)?\s*:"
+    r"|^\s*\|.*\bablated\s+(?:part|component)\b.*\|\s*$",  # a table with an "Ablated part" column
     re.IGNORECASE | re.MULTILINE)
 
 __all__ = ["DEFAULT_BASELINE_FILE", "FORMATS", "Loaded", "detect_format", "load_plan", "load_source"]

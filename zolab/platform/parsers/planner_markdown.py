@@ -12,6 +12,10 @@ markdown. An ablation is a *title* followed by *field* lines, wherever it sits i
       - 0.5
     - **Metrics**: accuracy, F1
 
+A plan may also be one markdown table, a row per ablation, its header naming the fields (``| # |
+Name | Ablated part | Action | Replacement | Metrics |``; a column the parser does not know is
+skipped, a ``#`` column too).
+
 Titles are markdown headings, HTML ``<hN>`` headings, bold-only lines or numbered items; field
 labels are bold or plain, with the colon inside or outside the bold; list fields take inline lists
 (commas or semicolons outside brackets, optionally in ``[...]``) or deeper bullets. Numbering that
@@ -48,7 +52,9 @@ _FIELD = re.compile(
     r"^(?P<indent>\s*)(?:[-*+\u2022]\s+|\d+[.)]\s+)?(?P<b1>\*\*|__)?\s*(?P<label>[A-Za-z][A-Za-z ()/_'-]{0,40}?)\s*"
     r"(?::\s*(?P<b2>\*\*|__)|(?P<b3>\*\*|__)\s*:|:)\s*(?P<value>.*)$")
 _ITEM = re.compile(r"^(?P<indent>\s*)(?:[-*+\u2022]|\d+[.)])\s+(?P<value>.*)$")
-_ENUM = re.compile(r"^\s*(\d+)[.)]\s+")
+_ENUM = re.compile(r"^\s*(?:[A-Za-z]{1,2}-?)?(\d+)[.):]\s+")  # "3. ", "A3. ", "E-3: " (not "Ablation 3: ")
+#: an inline value written as one sentence ("Use a cosine schedule, with 500 warmup steps."): not a list
+_SENTENCE_WORDS = 8
 _H1 = re.compile(r"^#\s+(.+?)\s*$")
 _TAG = re.compile(r"<[^>]+>")
 _EMPTY = {"", "none", "n/a", "na", "-", "null", "(none)", "not applicable"}
@@ -71,6 +77,10 @@ _IGNORED = ("rationale", "reason", "reasoning", "motivation", "hypothesis", "exp
             "baseline", "comparison", "analysis", "importance", "priority", "cost", "risk", "objective", "aim",
             "focus", "research question", "expected effect", "intuition")
 _LIST_FIELDS = {"replacement", "metrics"}
+_TABLE_ROW = re.compile(r"^\s*\|(?P<cells>.*)\|\s*$")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?\s*$")
+#: table header words for the ablation's name (a field label elsewhere, a column here)
+_NAME_COLUMNS = {"ablation", "ablation name", "name", "title", "ablation title", "experiment"}
 
 
 def _clean(text: str) -> str:
@@ -80,10 +90,13 @@ def _clean(text: str) -> str:
 
 
 def _split_inline(value: str) -> list[str]:
-    """``a, b; c`` or ``[a, b]`` -> items; separators inside brackets or parentheses do not split."""
+    """``a, b; c`` or ``[a, b]`` -> items; separators inside brackets or parentheses do not split, and
+    neither do the commas of a value written as a sentence (a full stop after several words)."""
     value = _clean(value)
     if len(value) >= 2 and value[0] == "[" and value[-1] == "]":
         value = value[1:-1]
+    elif value.endswith(".") and len(value.split()) >= _SENTENCE_WORDS and value.lower() not in _EMPTY:
+        return [value]
     items, depth, current = [], 0, ""
     for ch in value:
         if ch in "([{":
@@ -216,10 +229,46 @@ class _Blocks:
             self.current[key] = (str(self.current.get(key, "")) + " " + _clean(raw)).strip()
 
 
+def _cells(raw: str) -> list[str] | None:
+    m = _TABLE_ROW.match(raw)
+    return [c.strip() for c in re.split(r"(?<!\\)\|", m.group("cells"))] if m else None
+
+
+def _table_columns(header: list[str]) -> list[str] | None:
+    """The field key of each header cell ("" to skip); None when no column names an ablation field."""
+    keys = []
+    for cell in header:
+        norm = " ".join(_clean(cell).lower().replace("_", " ").split())
+        keys.append("name" if norm in _NAME_COLUMNS else (_label_key(norm) or ""))
+    return keys if {"ablated_part", "action"} & set(keys) else None
+
+
+def _scan_table(lines: list[str], start: int, blocks: _Blocks) -> int:
+    """Rows of the table whose header is ``lines[start]`` as ablations; returns the index after it."""
+    header = _cells(lines[start]) or []
+    keys = _table_columns(header)
+    if keys is None or start + 1 >= len(lines) or not _TABLE_RULE.match(lines[start + 1]):
+        return start
+    idx = start + 2
+    while idx < len(lines) and (cells := _cells(lines[idx])) is not None:
+        named = {k: c for k, c in zip(keys, cells) if k == "name" and _clean(c)}
+        blocks.title(_clean(named["name"]) if named else f"Ablation {len(blocks.ablations) + 1}", idx + 1, 1)
+        for key, cell in zip(keys, cells):
+            if key and key != "name" and _clean(cell).lower() not in _EMPTY:
+                blocks.add_field(key, cell, idx + 1, 0)
+        blocks.field = None
+        idx += 1
+    return idx
+
+
 def _scan(lines: list[str], skip: tuple[int, int] | None) -> _Blocks:
     blocks = _Blocks()
+    table_end = 0
     for idx, raw in enumerate(lines):
-        if skip and skip[0] <= idx < skip[1]:
+        if idx < table_end or (skip and skip[0] <= idx < skip[1]):
+            continue
+        if _cells(raw) is not None and (end := _scan_table(lines, idx, blocks)) > idx:
+            table_end = end
             continue
         lineno = idx + 1
         if not raw.strip():

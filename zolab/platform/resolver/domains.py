@@ -42,12 +42,15 @@ class Context:
 
 @dataclass(frozen=True)
 class Value:
-    """A value read: the changes, the fit, and for vocabulary words the alias length (``span``)."""
+    """A value read: the changes, the fit, and for vocabulary words the alias length (``span``);
+    ``attributes``: the other components whose settings the value also gave ("LoRA with r=16":
+    lora_r), read by :mod:`zolab.platform.resolver.compound`."""
 
     changes: dict[str, Any]
     fit: float
     note: str = ""
     span: int = 0
+    attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,10 @@ class Domain:
 # ---------------------------------------------------------------------------------------------
 # numbers
 # ---------------------------------------------------------------------------------------------
-#: words that may sit next to a bare number without naming another unit
-_FILLER = frozenset(tokens("default baseline value values about around approx approximately roughly only just "
-                           "e.g. eg set to use using with of the a an at than smaller larger higher lower "
-                           "small large high low new old from fixed constant paper original"))
+
+#: the stemmed unit words of every number domain ("step", "direction", "token"): a number written
+#: with one of them names that knob, so it is never another knob's bare number
+UNIT_WORDS: set[str] = set()
 
 
 def _numeric(word: str) -> bool:
@@ -127,6 +130,11 @@ class NumberDomain(Domain):
     percent_ok: bool = False
     zero_words: tuple[str, ...] = ()   # words that mean 0 ("zero-shot" for steps)
     split: bool = True
+    of_steps: bool = False             # a percentage is a share of the baseline's steps (warmup)
+
+    def __post_init__(self) -> None:
+        UNIT_WORDS.update(t for u in self.units for t in tokens(u)[:1])
+        UNIT_WORDS.update(self.symbols)
 
     @property
     def describe(self) -> str:  # type: ignore[override]
@@ -146,7 +154,11 @@ class NumberDomain(Domain):
             return Misfit(f"{text!r} holds several numbers")
         n: Number = found[0]
         value = n.value / 100 if n.percent else n.value
-        if n.percent and not self.percent_ok:
+        note = ""
+        if n.percent and self.of_steps and ctx.base.get("steps"):
+            value = round(value * int(ctx.base["steps"]))
+            note = f"{_fmt(n.value)}% of the baseline's {ctx.base['steps']} steps is {self.knob}={value}"
+        elif n.percent and not self.percent_ok:
             return Misfit(f"{text!r} is a percentage, not a {self.knob} value")
         if self.integer:
             if value != int(value):
@@ -157,10 +169,11 @@ class NumberDomain(Domain):
         units = {u for u in (tokens(u)[0] for u in self.units if tokens(u))}
         unit = any(w in units for w in words) or any(
             re.search(rf"(?<![a-z]){re.escape(s)}\s*[=:]", normalise(text)) for s in self.symbols)
-        other = [w for w in words if not _numeric(w) and len(w) > 1 and w not in units and w not in _FILLER]
+        other = [w for w in words if w in UNIT_WORDS and w not in units and w not in self.symbols]
         if other and not unit:  # "16 demonstrations" is a number of demonstrations, not of steps
-            return Misfit(f"{text!r}: the number comes with words ({' '.join(other)}) that are not {self.knob} units")
-        return Value({self.knob: value}, 1.0 if unit else 0.5)
+            return Misfit(f"{text!r}: the number comes with words ({' '.join(other)}) that are units of "
+                          f"another knob, not of {self.knob}")
+        return Value({self.knob: value}, 1.0 if unit or note else 0.5, note)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,6 +219,26 @@ class Vocabulary(Domain):
         if found is None:
             return Misfit(f"{text!r} is not {self.describe}")
         return Value({self.knob: found[0]}, found[1], span=found[2])
+
+    def locate(self, text: str) -> tuple[int, int] | None:
+        """Where in ``text`` (characters) the alias :meth:`match` reads is written, when it can be
+        found as written (stemmed or fuzzy matches may not be): the words a value's main reading uses."""
+        found = self.match(text)
+        if found is None:
+            return None
+        value, _, span = found
+        for alias, v in self.aliases.items():
+            if v == value and len(tokens(alias)) == span and (m := alias_regex(alias, self.gap).search(text)):
+                return m.span()
+        return None
+
+
+def alias_regex(alias: str, gap: int = 1) -> re.Pattern[str]:
+    """A regex for a vocabulary alias as written in free text: any case, hyphens or spaces between
+    its words, word endings ("directions"), up to ``gap`` words between ("zo sgd with momentum")."""
+    parts = [re.escape(w) + r"\w{0,4}" for w in alias.split()]
+    sep = rf"(?:[\s_/-]+\w+){{0,{gap}}}[\s_/-]*" if gap else r"[\s_/-]*"
+    return re.compile(r"(?<![a-z0-9])" + sep.join(parts) + r"(?![a-z0-9])", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ learning"). Some words name an update rule that exists in both families: "Adam",
    "the zeroth-order optimization method" is replaced by "SGD" (seed plan 000).
 
 A value that names no training at all reads as the no-training baselines: ``icl`` (in-context
-learning), ``steps: 0`` (zero-shot).
+learning), ``steps: 0`` (zero-shot). Numbers in a method value ("ICL with 32 demonstrations",
+"momentum 0.9", "Adam (lr 1e-4)") are other knobs' settings, read by
+:mod:`zolab.platform.resolver.compound`.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ _RULES: dict[str, tuple[str | None, str | None]] = {
     **{a: ("zo-sign", None) for a in ("sign", "signsgd", "sign sgd", "sign of the gradient", "sign based")},
 }
 _FO_WORDS = re.compile(r"backprop|first[- ]order|\bfo\b|exact gradient|true gradient|autograd|"
-                       r"gradient[- ]based|standard fine[- ]tuning|traditional|conventional", re.IGNORECASE)
+                       r"gradient[- ]based|(?:standard|full|vanilla|regular) fine[- ]tuning|traditional|conventional",
+                       re.IGNORECASE)
 _ZO_WORDS = re.compile(r"zeroth[- ]order|\bzo\b|\bzo-|gradient[- ]free|derivative[- ]free|forward[- ]only|"
                        r"forward passes only|without backprop|no backprop|spsa|two forward", re.IGNORECASE)
 #: in the ablated part: the ZO estimate stays, what is done with it changes
@@ -117,25 +120,9 @@ class MethodDomain(Vocabulary):
             return base, "the ablation changes the update applied to the baseline's gradient estimate"
         return "fo", "plain SGD/Adam are the first-order (backpropagation) optimizers"
 
-    @staticmethod
-    def _numbers_left(text: str, changes: dict[str, Any]) -> dict[str, Any] | Misfit:
-        """Numbers in a method value set what they name ("ICL with 32 demonstrations", "momentum
-        0.9"); a number the method cannot place is a misfit, never silently dropped."""
-        from zolab.platform.resolver.text import numbers
-
-        left = numbers(re.sub(r"\b(?:zo|fo)[- ]?\w*|\bone[- ]point\b|\btwo[- ]point\b", " ", text, flags=re.IGNORECASE))
-        if not left:
-            return changes
-        method = changes.get("method")
-        demos = re.search(r"(\d+)[\s-]*(?:demo|demonstration|example|shot)", text, re.IGNORECASE)
-        if method == "icl" and demos and len(left) == 1:
-            return {**changes, "icl_demos": int(demos.group(1))}
-        moment = re.search(r"momentum\D{0,12}?(0?\.\d+)", text, re.IGNORECASE)
-        if method in ("zo-momentum", "fo-sgd") and moment and len(left) == 1:
-            return {**changes, "momentum": float(moment.group(1))}
-        shown = ", ".join(f"{n.value:g}" for n in left)
-        return Misfit(f"{text!r}: the number(s) {shown} are not a setting of {method or 'the optimizer'}; "
-                      "give them in an ablation of their own")
+    def locate(self, text: str) -> tuple[int, int] | None:
+        """Where the method name read from ``text`` is written (any of the three vocabularies)."""
+        return super().locate(text) or self._rules.locate(text) or self._markers.locate(text)
 
     def read(self, text: str, ctx: Context) -> Reading:
         found = self.match(text)
@@ -146,21 +133,15 @@ class MethodDomain(Vocabulary):
             changes = dict(value)
             if changes.get("method") == "zo-sgd" and ctx.base.get("method") in ("mezo", "zo-sgd"):
                 changes["method"] = ctx.base["method"]  # MeZO is ZO-SGD (in place): the same optimizer
-            rest = self._numbers_left(text, changes)
-            if isinstance(rest, Misfit):
-                return rest
-            return Value(rest, fit, span=span)
+            return Value(changes, fit, span=span)
         zo, fo = _RULES[value]
         family, why = self.family(text, ctx)
         method = zo if family == "zo" else fo
         if method is None:
             return Misfit(f"{text!r}: zolab has no first-order {value} optimizer")
         said = why.startswith("the value says")  # "Adam with backprop" names its method fully
-        changes = self._numbers_left(text, {"method": method})
-        if isinstance(changes, Misfit):
-            return changes
         # a family word and an update rule together name one method fully: two words of evidence
-        return Value(changes, fit if said else fit * 0.9, f"{text!r} read as {method}: {why}",
+        return Value({"method": method}, fit if said else fit * 0.9, f"{text!r} read as {method}: {why}",
                      span=max(span, 2) if said else span)
 
 

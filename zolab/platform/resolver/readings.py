@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zolab.platform.plan import Ablation, Action, Baseline
+from zolab.platform.resolver.compound import read_value
 from zolab.platform.resolver.domains import Context, Misfit, Value, Vocabulary
 from zolab.platform.resolver.methods import family_of, zo_contradiction
 from zolab.platform.resolver.registry import ABSENT, COMPONENTS, IMPOSSIBLE, Component
@@ -121,19 +122,46 @@ def _items(comp: Component, text: str, ctx: Context) -> list[tuple[str, Value | 
         key, rest = keyed
         if key != comp.key:
             return [(text, Misfit(f"{text!r} sets {COMPONENTS[key].title}, not {comp.title}"))]
-        text = rest
-    whole = domain.read(text, ctx)
+        # a number domain keeps the name: "sparsity: 0.9" is a sparsity, whatever the ablated part says
+        text = rest if isinstance(domain, Vocabulary) else f"{text[:len(text) - len(rest)]}{rest}".strip()
+    whole = read_value(comp, text, ctx)
     parts = split_list(text) if domain.split else [text]
     if len(parts) > 1:
-        read = [(p, domain.read(p, ctx)) for p in parts]
+        read = [(p, read_value(comp, p, ctx)) for p in parts]
         if all(isinstance(r, Value) for _, r in read):
             fits = [r.fit for _, r in read]  # type: ignore[union-attr]
             distinct = len({change_label(r.changes) for _, r in read}) == len(read)  # type: ignore[union-attr]
             if isinstance(whole, Misfit) or (distinct and min(fits) >= 0.9):
                 return read
-    if keyed is not None and isinstance(whole, Value):
-        whole = Value(whole.changes, 1.0, whole.note)  # the value names its knob
+    if keyed is not None and isinstance(whole, Value):  # the value names its knob: full evidence
+        whole = Value(whole.changes, 1.0, whole.note, max(whole.span, 2), whole.attributes)
     return [(text, whole)]
+
+
+#: plain ZO-SGD: a setting that only a ZO variant reads refines it to that variant ("MeZO with momentum 0.9")
+_PLAIN_ZO = ("mezo", "zo-sgd")
+
+
+def _with_implied(comps: list[Component], changes: dict[str, Any], base: Mapping[str, Any]) \
+        -> tuple[dict[str, Any], list[str]] | str:
+    """``changes`` with what each of ``comps`` needs to take effect, and the notes that say so; or why
+    they cannot run together ("momentum 0.5" with Adam). A setting read only by a ZO variant refines
+    plain ZO-SGD to it; any other clash with a written change is a reason, never overridden."""
+    out, notes = dict(changes), []
+    for comp in comps:
+        extra = _implied(comp, out, base)
+        if isinstance(extra, str):
+            return extra
+        for key, value in extra.items():
+            if key in out and out[key] != value:
+                if key == "method" and out[key] in _PLAIN_ZO and value in ZO_METHODS:
+                    continue  # set below: plain ZO-SGD refined to the variant
+                return (f"{comp.title} is read only by {', '.join(comp.uses) or comp.peft}, but the value sets "
+                        f"{key}={fmt(out[key])}")
+        if extra:
+            notes.append(f"{comp.title} takes effect only with {change_label(extra)}, so the variants set it too")
+            out = {**extra, **{k: v for k, v in out.items() if k not in extra}}
+    return out, notes
 
 
 def _implied(comp: Component, changes: dict[str, Any], base: Mapping[str, Any]) -> dict[str, Any] | str:
@@ -174,16 +202,15 @@ def _variants(comp: Component, ab: Ablation, values: list[str], base: Mapping[st
     for text, value in read:
         assert isinstance(value, Value)
         changes = dict(value.changes)
-        if comp.knob == "method" and (veto := zo_contradiction(changes, text, ctx)):
+        if "method" in changes and (veto := zo_contradiction(changes, text, ctx)):
             problems.append(veto)
             continue
-        extra = _implied(comp, changes, base)
-        if isinstance(extra, str):
-            problems.append(extra)
+        implied = _with_implied([comp, *(COMPONENTS[k] for k in value.attributes)], changes, base)
+        if isinstance(implied, str):
+            problems.append(f"{text!r}: {implied}")
             continue
-        if extra:
-            notes.append(f"{comp.title} takes effect only with {change_label(extra)}, so the variants set it too")
-            changes = {**extra, **changes}
+        changes, more = implied
+        notes += more
         if value.note:
             notes.append(value.note)
         problem = check(base, changes)

@@ -9,10 +9,11 @@ are and answered in those words ("zolab has no dropout setting"), not scored low
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from zolab.platform.resolver.attributes import ASKED_FOR, WRITTEN, Attribute, cannot
 from zolab.platform.resolver.domains import (
     BetasDomain,
     Domain,
@@ -83,6 +84,7 @@ class Component:
     absent: str = ""                     # knob None: "zolab has no ... setting" sentence
     absent_remove: str = ""              # knob None: why REMOVE changes nothing ({method} = the baseline's)
     unused_phrase: str = ""              # inverted: "the baseline does not use {unused_phrase}"
+    attributes: tuple[Attribute, ...] = ()  # how the knob is written inside other values (attributes.WRITTEN)
 
     @property
     def removable(self) -> bool:
@@ -196,7 +198,7 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
     Component("peft", "parameter-efficient fine-tuning", "peft", names(
         "parameter efficient", "parameter efficient tuning", "parameter efficient fine tuning",
         "parameter efficient adaptation", "peft", "peft method", "lora", "low rank adaptation", "low rank adapter",
-        "adapter", "prefix tuning", ("prefix", 0.9), "tuned parameter", "trainable parameter", "which parameter",
+        "adapter", "prefix tuning", ("prefix", 0.9), "soft prompt", "soft prompt tuning", "tuned parameter", "trainable parameter", "which parameter",
         ("parameter subset", 0.7), ("full parameter", 0.8), ("tuning technique", 0.7)),
         domain=Vocabulary("peft", {
             "none": "none", "full": "none", "full parameter": "none", "all parameter": "none", "no peft": "none",
@@ -232,7 +234,8 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
         Name("local effective rank", 1.0, RANK_NOTE)),
         domain=_bool(("prompt", "with prompt", "prompt based", "template", "with template"),
                      ("no prompt", "without prompt", "raw input", "raw text", "no template", "without template",
-                      "without any template", "plain text", "plain input"), "prompt"),
+                      "without any template", "plain text", "plain input", "raw sentence", "raw example",
+                      "drop prompt", "drop template", "remove prompt", "remove template", "strip prompt"), "prompt"),
         remove=TO, remove_to=False, add_values=(True,)),
     # ------------------------------------------------------------------ model, data, precision
     Component("model", "model", "model", names(
@@ -278,7 +281,7 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
     Component("lr_schedule", "learning-rate schedule", "lr_schedule", names(
         "learning rate schedule", "lr schedule", ("schedule", 0.8), "decay schedule", "learning rate decay",
         "lr decay", "annealing", "cosine schedule", "linear decay", "scheduler", "learning rate scheduler",
-        "cosine decay", "cosine annealing"),
+        "cosine decay", "cosine annealing", "constant learning rate", "constant lr", "fixed learning rate"),
         domain=Vocabulary("lr_schedule", {
             "constant": "constant", "constant learning rate": "constant", "no schedule": "constant", "fixed": "constant",
             "flat": "constant", "linear": "linear", "linear decay": "linear", "linear schedule": "linear",
@@ -287,7 +290,7 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
     Component("warmup", "learning-rate warmup", "warmup_steps", names(
         "warmup", "warm up", "learning rate warmup", "lr warmup", "warmup step", "warmup phase", "warmup period",
         "number of warmup step", "warmup schedule", "linear warmup"),
-        domain=NumberDomain("warmup_steps", 0, _INT, integer=True, units=("step", "iteration")),
+        domain=NumberDomain("warmup_steps", 0, _INT, integer=True, units=("step", "iteration"), of_steps=True),
         remove=TO, remove_to=0),
     Component("weight_decay", "weight decay", "weight_decay", names(
         "weight decay", "l2 regularization", "l2 penalty", "decoupled weight decay", ("regularization strength", 0.7),
@@ -373,6 +376,18 @@ COMPONENTS: dict[str, Component] = {c.key: c for c in (
          "zolab runs each job on one device; it has no multi-GPU or distributed setting", ""),
     )),
 )}
+
+
+def _with_attributes(comp: Component) -> Component:
+    """The component with its written forms (:data:`~zolab.platform.resolver.attributes.WRITTEN`), and for
+    what zolab does not have, the words by which a value asks for it (refused with ``absent``)."""
+    found = WRITTEN.get(comp.key, ())
+    if comp.key in ASKED_FOR:
+        found += cannot({ASKED_FOR[comp.key]: comp.absent})
+    return replace(comp, attributes=found) if found else comp
+
+
+COMPONENTS = {key: _with_attributes(comp) for key, comp in COMPONENTS.items()}
 
 
 def _depth(model: str) -> int | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -74,9 +73,23 @@ def stem(word: str) -> str:
 GENERIC = frozenset(stem(w) for w in _GENERIC_WORDS)
 
 
+#: lab shorthand researchers write in notes ("wd", "bs", "LR sched", "mom. coeff", "z dist"), spelled
+#: out so that names and vocabularies meet it; ambiguous ones ("opt": OPT or optimizer, "ft", "lp")
+#: are left alone
+ABBREVIATIONS = {
+    "wd": "weight decay", "bs": "batch size", "mom": "momentum", "coeff": "coefficient", "coef": "coefficient",
+    "sched": "schedule", "cos": "cosine", "prec": "precision", "optim": "optimizer", "pert": "perturbation",
+    "dirs": "directions", "dir": "direction", "params": "parameters", "param": "parameter", "num": "number",
+    "dist": "distribution", "distr": "distribution", "iters": "iterations", "iter": "iteration", "mag": "magnitude",
+    "seq": "sequence", "len": "length", "ctx": "context", "init": "initial", "grad": "gradient", "grads": "gradients",
+    "reg": "regularization", "approx": "approximate",
+}
+
+
 @lru_cache(maxsize=8192)
 def normalise(text: str) -> str:
-    """Lowercase words separated by single spaces; Greek letters named; "z's" -> "z"."""
+    """Lowercase words separated by single spaces; Greek letters named; "z's" -> "z"; shorthand
+    spelled out (:data:`ABBREVIATIONS`)."""
     text = unicodedata.normalize("NFKC", str(text))
     for letter, name in _GREEK.items():
         text = text.replace(letter, f" {name} ")
@@ -86,7 +99,7 @@ def normalise(text: str) -> str:
     text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z]{2,})", " ", text)  # beta2 -> beta 2, 16shot -> 16 shot
     text = re.sub(r"[^a-z0-9.+()]+", " ", text)
     text = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text)
-    return " ".join(text.split())
+    return " ".join(ABBREVIATIONS.get(w, w) for w in text.split())
 
 
 def tokens(text: str) -> list[str]:
@@ -234,27 +247,25 @@ class Number:
     end: int
 
 
-def _finite(compute: Callable[[], float]) -> float | None:
-    """``compute()`` if it is a finite float, else None (overflow to inf, or past float's range)."""
-    try:
-        value = compute()
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def numbers(text: str) -> list[Number]:
     """Every number in ``text``: 1e-3, 10^-3, 1 x 10^-3, 5,000, 50k, 10%, with the unicode minus."""
-    text = str(text).replace("\u2212", "-").replace("\u2013", "-")
+    return list(_numbers(str(text)))
+
+
+@lru_cache(maxsize=8192)
+def _numbers(text: str) -> tuple[Number, ...]:
+    text = text.replace("\u2212", "-").replace("\u2013", "-")
     out: list[Number] = []
     pos = 0
+    powers = list(_POWER.finditer(text))  # found once: searching again from every number is quadratic
     while pos < len(text):
-        p = _POWER.search(text, pos)
+        p = next((q for q in powers if q.start() >= pos), None)
         m = _NUMBER.search(text, pos)
         if p and (not m or p.start() <= m.start()):
-            power = _finite(lambda: 10.0 ** int(p.group("exp")))
-            if power is not None:
-                out.append(Number(power, False, p.start(), p.end()))
+            try:
+                out.append(Number(10.0 ** int(p.group("exp")), False, p.start(), p.end()))
+            except OverflowError:  # 10^99999
+                pass
             pos = p.end()
             continue
         if not m:
@@ -265,13 +276,18 @@ def numbers(text: str) -> list[Number]:
         except ValueError:
             pos = m.end()
             continue
-        exp = m.group("exp")
+        if m.group("exp"):
+            try:
+                value *= 10.0 ** int(m.group("exp"))
+            except OverflowError:  # 1e400: no number a knob can take, the value reads as holding none
+                value = math.inf
         suffix = (m.group("suffix") or "").strip().lower()
-        value = _finite(lambda: value * (10.0 ** int(exp) if exp else 1.0) * (_SUFFIX[suffix] if suffix else 1.0))
-        if value is not None:  # "1e400" is no number a knob can take: the value reads as holding none
+        if suffix:
+            value *= _SUFFIX[suffix]
+        if math.isfinite(value):  # "1" x 999 is no number anyone means
             out.append(Number(value, bool(m.group("pct")), m.start(), m.end()))
         pos = m.end()
-    return out
+    return tuple(out)
 
 
 def is_multiplier(text: str) -> bool:

@@ -108,6 +108,8 @@ if uploaded is not None:
                 f"{'Within' if est.within_budget else 'OVER'} budget: {est.gpu_hours:.3f} of "
                 f"{est.budget_gpu_hours:.3f} GPU hours (default step times).")
 
+        for line in prepared.warnings:
+            st.warning(md_escape(line))
         if prepared.unresolved:
             st.warning(f"{len(prepared.unresolved)} ablation(s) are unresolved or ambiguous: pick a reading "
                        "above, or save the plan as it is (they are stored and not run; the others run).")
