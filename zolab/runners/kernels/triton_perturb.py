@@ -116,6 +116,22 @@ def _stored(mask_base, offs, numel, MASKED: tl.constexpr):
 
 
 @triton.jit
+def _stored4(mask_base, offs, numel, QUAD: tl.constexpr, MASKED: tl.constexpr):
+    """:func:`_stored` for the four quarters of a tile."""
+    return (_stored(mask_base, offs, numel, MASKED), _stored(mask_base, offs + QUAD, numel, MASKED),
+            _stored(mask_base, offs + 2 * QUAD, numel, MASKED), _stored(mask_base, offs + 3 * QUAD, numel, MASKED))
+
+
+@triton.jit
+def _program(chunk_slot_ptr, chunk_start_ptr, slot_numel_ptr, slot_index_ptr):
+    """This program's tensor slot, first element, the tensor's size and the counter's high word."""
+    pid = tl.program_id(0)
+    slot = tl.load(chunk_slot_ptr + pid)
+    start = tl.load(chunk_start_ptr + pid)
+    return pid, slot, start, tl.load(slot_numel_ptr + slot), tl.load(slot_index_ptr + slot) << 32
+
+
+@triton.jit
 def _load(base, offs, numel, MASKED: tl.constexpr):
     if MASKED:
         return tl.load(base + offs, mask=offs < numel, other=0.0)
@@ -194,10 +210,7 @@ def _tile(base, mask_base, tile_start, numel, keep, hi_word, seed0, alpha0, scal
         if NTERMS >= 2:
             mb0, mb1, mb2, mb3 = _keys4(mseed1, counter, threshold, N_ROUNDS)
     if SPARSE == 2:
-        ma0 = _stored(mask_base, offs, numel, MASKED)
-        ma1 = _stored(mask_base, offs + QUAD, numel, MASKED)
-        ma2 = _stored(mask_base, offs + 2 * QUAD, numel, MASKED)
-        ma3 = _stored(mask_base, offs + 3 * QUAD, numel, MASKED)
+        ma0, ma1, ma2, ma3 = _stored4(mask_base, offs, numel, QUAD, MASKED)
         mb0 = ma0
         mb1 = ma1
         mb2 = ma2
@@ -245,17 +258,13 @@ def perturb_kernel(
     N_ROUNDS: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    slot = tl.load(chunk_slot_ptr + pid)
-    start = tl.load(chunk_start_ptr + pid)
+    _, slot, start, numel, hi_word = _program(chunk_slot_ptr, chunk_start_ptr, slot_numel_ptr, slot_index_ptr)
     base = tl.load(slot_addr_ptr + slot).to(tl.pointer_type(DTYPE))
     if ALIGNED:
         base = tl.multiple_of(base, 16)
     mask_base = base.to(tl.pointer_type(tl.uint8))     # unused unless SPARSE == 2
     if SPARSE == 2:
         mask_base = tl.load(slot_mask_ptr + slot).to(tl.pointer_type(tl.uint8))
-    numel = tl.load(slot_numel_ptr + slot)
-    hi_word = tl.load(slot_index_ptr + slot) << 32
     keep = 1.0
     if HAS_DECAY:
         keep = tl.load(slot_keep_ptr + slot)
@@ -299,11 +308,7 @@ def sumsq_kernel(
     FAST: tl.constexpr,
 ):
     """Sphere: per program, the sum of squares of the normals the perturb kernel would draw (no weights read)."""
-    pid = tl.program_id(0)
-    slot = tl.load(chunk_slot_ptr + pid)
-    start = tl.load(chunk_start_ptr + pid)
-    numel = tl.load(slot_numel_ptr + slot)
-    hi_word = tl.load(slot_index_ptr + slot) << 32
+    pid, slot, start, numel, hi_word = _program(chunk_slot_ptr, chunk_start_ptr, slot_numel_ptr, slot_index_ptr)
     mask_base = slot_mask_ptr.to(tl.pointer_type(tl.uint8))
     if SPARSE == 2:
         mask_base = tl.load(slot_mask_ptr + slot).to(tl.pointer_type(tl.uint8))
@@ -325,10 +330,7 @@ def sumsq_kernel(
         if SPARSE == 1:
             m0, m1, m2, m3 = _keys4(mseed, counter, threshold, N_ROUNDS)
         if SPARSE == 2:
-            m0 = _stored(mask_base, offs, numel, True)
-            m1 = _stored(mask_base, offs + QUAD, numel, True)
-            m2 = _stored(mask_base, offs + 2 * QUAD, numel, True)
-            m3 = _stored(mask_base, offs + 3 * QUAD, numel, True)
+            m0, m1, m2, m3 = _stored4(mask_base, offs, numel, QUAD, True)
         s0, c0 = _sumsq_quarter(z0, offs, numel, m0)
         s1, c1 = _sumsq_quarter(z1, offs + QUAD, numel, m1)
         s2, c2 = _sumsq_quarter(z2, offs + 2 * QUAD, numel, m2)
