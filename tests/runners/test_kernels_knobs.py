@@ -163,3 +163,46 @@ def test_layer_names_of_each_family_and_peft():
 def test_law_reaches_the_backend():
     opt = build(Regression(), distribution="sphere", sparsity=0.25)
     assert opt.backend.law == ZLaw("sphere", 0.25, "random")
+
+
+# -- end to end through train.run ----------------------------------------------------------------
+E2E = {"distribution": "rademacher"}, {"distribution": "sphere"}, {"sparsity": 0.75}, \
+      {"sparsity": 0.5, "sparsity_rule": "magnitude"}, {"perturb_layers": [0]}
+
+
+def _run_config(model: str, knobs: dict, **extra) -> RunConfig:
+    return RunConfig(**{"method": "mezo", "model": model, "task": "synthetic-sentiment", "train_size": 64,
+                        "dev_size": 16, "test_size": 16, "batch_size": 8, "steps": 6, "eval_every": 3,
+                        "checkpoint_every": 3, "lr": 1e-3, "eps": 1e-2, "device": "cpu", **knobs, **extra})
+
+
+@pytest.mark.parametrize("knobs", E2E, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("model", ["tiny-opt", "tiny-llama-h16-l1", "tiny-gpt2"])
+def test_knob_runs_end_to_end_and_resumes(model, knobs, tmp_path):
+    """train.run with the knob: finite losses, and a resume from step 3 equal to the uninterrupted run."""
+    from zolab.runners.reporter import JobCancelled, MemoryReporter
+    from zolab.runners.train import run
+
+    cfg = _run_config(model, knobs, task_options={"checkpoint_dir": str(tmp_path)})
+    full = run(cfg)
+    assert full.final_loss is not None and full.final_loss == full.final_loss
+    stopped = MemoryReporter(stop_at=3)
+    with pytest.raises(JobCancelled):
+        run(cfg, stopped)
+    resumed = run(cfg, MemoryReporter(), resume=stopped.checkpoints[-1])
+    assert resumed.final_loss == full.final_loss and resumed.accuracy == full.accuracy
+
+
+@pytest.mark.slow
+@pytest.mark.assets
+@pytest.mark.parametrize("knobs", E2E, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+def test_knob_runs_on_smollm2(knobs):
+    from zolab.runners.assets import AssetMissing, resolve_model_alias
+    from zolab.runners.train import run
+
+    try:
+        resolve_model_alias("smollm2-135m")
+    except AssetMissing as exc:
+        pytest.skip(str(exc))
+    res = run(_run_config("smollm2-135m", knobs, steps=2, eval_every=2, checkpoint_every=2, max_length=64))
+    assert res.final_loss is not None and res.final_loss == res.final_loss
