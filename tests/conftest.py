@@ -74,6 +74,19 @@ def _dispose_db_engines() -> Iterator[None]:
     dispose_engines()
 
 
+# ---------------------------------------------------------------- file confinement
+@pytest.fixture(autouse=True)
+def _tmp_is_a_data_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans and runs may only touch files under ``ZOLAB_DATA_ROOTS`` (default: the working directory and
+    zolab's cache). Tests write data files and checkpoints under pytest's temporary folder, so it is a
+    root too, beside the defaults; tests of the confinement itself set or delete the variable."""
+    from zolab.config import data_roots
+
+    if "ZOLAB_DATA_ROOTS" not in os.environ:
+        roots = [str(r) for r in data_roots()] + [str(tmp_path_factory.getbasetemp())]
+        monkeypatch.setenv("ZOLAB_DATA_ROOTS", os.pathsep.join(roots))
+
+
 # ---------------------------------------------------------------- SQLite
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -50,10 +50,14 @@ def interpreter_verdicts() -> dict[str, str]:
     return run_under_interpreter()
 
 
+QUICK = ("check_z_regenerated", "check_noop", "check_rademacher_law", "check_sphere_law", "check_magnitude_sparsity_law")
+
+
 def test_triton_interpreter_quick() -> None:
-    """Default-suite slice of the interpreter run (the full one is slow): regeneration in every dtype, no-op."""
-    verdicts = run_under_interpreter("check_z_regenerated", "check_noop")
-    assert verdicts == {"check_z_regenerated": "ok", "check_noop": "ok"}, verdicts
+    """Default-suite slice of the interpreter run (the full one is slow): regeneration in every dtype, no-op,
+    and the laws that are quick to check (about 15 s)."""
+    verdicts = run_under_interpreter(*QUICK)
+    assert verdicts == dict.fromkeys(QUICK, "ok"), verdicts
 
 
 @pytest.mark.slow

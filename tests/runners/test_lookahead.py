@@ -24,9 +24,9 @@ class CountingBackend(TorchBackend):
         self.passes = 0
         self.draws = 0
 
-    def z(self, p, seed, index):
+    def _draw(self, scratch, slot, p, seed, index):   # one (seed, parameter) generation
         self.draws += 1
-        return super().z(p, seed, index)
+        return super()._draw(scratch, slot, p, seed, index)
 
     def apply(self, params, terms, decay=None):
         self.passes += 1

@@ -16,9 +16,10 @@ class Recording(TorchBackend):
         super().__init__()
         self.threads: set[str] = set()
 
-    def z(self, p, seed, index):
-        self.threads.add(threading.current_thread().name)
-        return super().z(p, seed, index)
+    def _one(self, p, index, terms, decay, use_cache=True):   # where each parameter's z is drawn and added
+        if terms:
+            self.threads.add(threading.current_thread().name)
+        return super()._one(p, index, terms, decay, use_cache)
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_small_lists_and_one_thread_stay_serial(monkeypatch):
 def test_a_worker_error_reaches_the_caller(four_threads):
     backend = TorchBackend()
     backend.parallel_min_elements = 0
-    with pytest.raises(RuntimeError):
+    with pytest.raises(TypeError, match="parameter 1: cannot perturb a torch.int64"):
         backend.apply([torch.zeros(10), torch.zeros(10, dtype=torch.int64)], [(1, 0.5)])
 
 

@@ -70,7 +70,7 @@ class RunConfig:
     prefix_tokens: int = 5
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"path": "data.jsonl", "text_field": "sentence"}
     sign_rule: str = "elementwise"   # zo-sign: elementwise sign(g z) | scalar sign(g) z
-    distribution: str = "gaussian"   # gaussian | rademacher | sphere (z / ||z|| * sqrt(d) per parameter group)
+    distribution: str = "gaussian"   # gaussian | rademacher | sphere (z / ||z|| * sqrt(d) per parameter tensor)
     estimator: str = "central"       # central (two-point) | forward (one-sided) | one-point (residual feedback)
     lr_schedule: str = "constant"    # constant (MeZO) | linear | cosine decay to 0 over ``steps``
     warmup_steps: int = 0            # linear warmup from 0 (MeZO: none)

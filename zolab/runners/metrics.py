@@ -150,9 +150,11 @@ class MethodMemory:
     Weights, state and gradients are counted from the tensors themselves (:meth:`parts`, at the end
     of a run: state only grows). z buffers are measured as they live: the optimizer's perturbation
     backend(s) are wrapped so every tensor their ``z`` returns is counted until it is freed (a weak
-    reference's finaliser), and the peak of the bytes alive at once is kept. In-place MeZO draws one
-    parameter-sized z at a time (per worker thread); naive ZO holds every parameter's z for the
-    step; forward-gradient holds all tangents. Activations are not counted (CUDA's allocator peak
+    reference's finaliser), and the peak of the bytes alive at once is kept, plus what the backends
+    keep between calls (the torch backend's chunk buffers, at most one chunk per term slot and thread,
+    and stored masks). In-place MeZO holds only those chunk buffers (a lookahead pass applies two
+    seeds: two slots); naive ZO holds every parameter's z for the step; forward-gradient holds all
+    tangents. Activations are not counted (CUDA's allocator peak
     has them). Thread-safe: the torch backend draws z on several threads.
     """
 
@@ -163,7 +165,8 @@ class MethodMemory:
         self._live: dict[int, int] = {}
         self._live_bytes = 0
         self.z_peak_bytes = 0
-        for backend in self._backends(getattr(optimizer, "backend", None)):
+        self._chain = self._backends(getattr(optimizer, "backend", None))
+        for backend in self._chain:
             self._watch(backend)
 
     @staticmethod
@@ -210,8 +213,18 @@ class MethodMemory:
             "optimizer_state": (_unique_bytes(optimizer_state_tensors(self.optimizer))
                                 if self.optimizer is not None else 0),
             "gradients": _unique_bytes(p.grad for p in params if p.grad is not None),
-            "z_buffers": self.z_peak_bytes,
+            "z_buffers": self.z_peak_bytes + self._backend_bytes(),
         }
+
+    def _backend_bytes(self) -> int:
+        """What the perturbation backends keep between calls: the chunk buffers z is drawn into
+        (torch backend) and their stored state (magnitude masks, the optional z cache)."""
+        total = 0
+        for backend in self._chain:
+            for attr in ("scratch_bytes", "held_bytes"):
+                fn = getattr(backend, attr, None)
+                total += int(fn()) if callable(fn) else 0
+        return total
 
     def total(self) -> int:
         return sum(self.parts().values())

@@ -1,7 +1,8 @@
 """Perturbation backends: how ZO optimizers add ``alpha * z`` to the weights in place.
 
-z is never stored: it is a pure function of (step seed, parameter index), regenerated
-bit-identically in every pass. Two backends share one interface:
+z is never stored: it is a pure function of (step seed, parameter index) and the backend's
+:class:`~.law.ZLaw` (distribution, sparsity), regenerated bit-identically in every pass. Two
+backends share one interface:
 
 * ``torch`` (:mod:`.torch_backend`): the CPU fallback and the reference;
 * ``triton`` (:mod:`.triton_backend`): a fused Philox kernel for CUDA (issue: GPU speed).
@@ -17,13 +18,30 @@ from typing import Protocol
 
 import torch
 
+from zolab.runners.kernels.law import ZLaw
 from zolab.runners.kernels.torch_backend import TorchBackend
 
 
 class PerturbationBackend(Protocol):
-    """``apply`` computes, for every parameter i, ``p_i <- (1 - decay_i) * p_i + sum_k alpha_k * z(seed_k, i)``."""
+    """``apply`` computes, for every parameter i, ``p_i <- (1 - decay_i) * p_i + sum_k alpha_k * z(seed_k, i)``.
+
+    z follows the backend's ``law``; :meth:`prepare` computes what the law needs from the base
+    weights (the magnitude masks) and must see the same parameter list, in the same order, as
+    every later ``apply``.
+    """
 
     name: str
+    law: ZLaw
+
+    def with_law(self, law: ZLaw) -> PerturbationBackend:
+        """The same kind of backend drawing z from ``law``."""
+        ...
+
+    def prepare(self, params: Sequence[torch.Tensor]) -> None: ...
+
+    def held_bytes(self) -> int:
+        """Memory held between calls (masks, caches), for the method's memory figure."""
+        ...
 
     def z(self, p: torch.Tensor, seed: int, index: int) -> torch.Tensor:
         """The direction for parameter ``index`` at ``seed`` (same shape/dtype/device as ``p``)."""
@@ -37,21 +55,24 @@ class PerturbationBackend(Protocol):
     ) -> None: ...
 
 
-def get_backend(kind: str = "auto", device: torch.device | str = "cpu") -> PerturbationBackend:
-    """Backend for ``kind`` (auto|triton|torch) on ``device``; clear error if triton is asked for but unusable."""
+def get_backend(kind: str = "auto", device: torch.device | str = "cpu", law: ZLaw | None = None
+                ) -> PerturbationBackend:
+    """Backend for ``kind`` (auto|triton|torch) on ``device`` drawing from ``law`` (default: dense
+    Gaussian); clear error if triton is asked for but unusable."""
+    law = law or ZLaw()
     dev = torch.device(device)
     if kind == "torch" or (kind == "auto" and dev.type != "cuda"):
-        return TorchBackend()
+        return TorchBackend(law)
     try:
         from zolab.runners.kernels.triton_backend import TritonBackend  # noqa: WPS433 (optional dependency)
     except ImportError as exc:
         if kind == "triton":
             raise RuntimeError(f"kernel 'triton' requested but triton is not usable here: {exc}") from exc
-        return TorchBackend()
+        return TorchBackend(law)
     if dev.type != "cuda" and kind == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
         # (TRITON_INTERPRET=1 runs the kernel on CPU tensors with numpy: slow, but how CPU tests check it)
         raise RuntimeError("kernel 'triton' needs a CUDA device; use kernel 'torch' (or 'auto') on CPU")
-    return TritonBackend()
+    return TritonBackend(law=law)
 
 
-__all__ = ["PerturbationBackend", "TorchBackend", "get_backend"]
+__all__ = ["PerturbationBackend", "TorchBackend", "ZLaw", "get_backend"]

@@ -6,7 +6,9 @@ device (tensor address, size, parameter index, 1 - decay) and a program table (w
 addresses and sizes: the table is a pure function of that key, so a stale hit is still correct.
 
 z is the kernel's Philox stream (see :mod:`.triton_perturb`): bit-identical in every pass. It is
-not the torch backend's stream (a different generator) but has the same distribution, N(0, 1).
+not the torch backend's stream (a different generator) but follows the same :class:`~.law.ZLaw`
+(distribution, sparsity); the magnitude masks are the very same (:func:`~.law.magnitude_mask`).
+Sphere scales come from :func:`~.triton_perturb.sumsq_kernel` once per (seed, table), then are cached.
 Seeds are taken modulo 2**62. With more than two terms the kernel runs once per pair of terms
 (rounding to the storage dtype in between); the optimizers use at most two per pass.
 
@@ -19,12 +21,13 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import triton.language as tl
 
-from zolab.runners.kernels.torch_backend import checked_terms
+from zolab.runners.kernels.law import MASK_SALT, ZLaw, magnitude_mask
+from zolab.runners.kernels.torch_backend import check_masks, checked_terms
 from zolab.runners.kernels.triton_perturb import (
     FAST_MATH,
     N_ROUNDS,
@@ -33,6 +36,7 @@ from zolab.runners.kernels.triton_perturb import (
     TILE,
     TILES_PER_PROGRAM,
     perturb_kernel,
+    sumsq_kernel,
 )
 
 _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
@@ -40,6 +44,7 @@ _CHUNK = TILE * TILES_PER_PROGRAM
 _MAX_NUMEL = 1 << 34           # the counter's low 32-bit word holds element // 4: 2**34 elements per tensor
 _KEY_BITS = 62
 _CACHE_SIZE = 16
+_SCALES_PER_TABLE = 8          # sphere scales kept per table (MeZO needs the current and the next seed)
 
 
 def split_seed(seed: int) -> tuple[int, int]:
@@ -60,7 +65,9 @@ class _Tables:
     slot_numel: torch.Tensor
     slot_index: torch.Tensor
     slot_keep: torch.Tensor
+    slot_mask: torch.Tensor       # int64 addresses of the packed magnitude masks (zeros without)
     keep_values: tuple[float, ...] | None = None
+    scales: OrderedDict[int, torch.Tensor] = field(default_factory=OrderedDict)   # sphere: seed -> [tensors]
 
     @property
     def programs(self) -> int:
@@ -71,7 +78,8 @@ def _aligned(p: torch.Tensor) -> bool:
     return p.data_ptr() % 16 == 0
 
 
-def _build_tables(tensors: Sequence[torch.Tensor], indices: Sequence[int], positions: list[int]) -> _Tables:
+def _build_tables(tensors: Sequence[torch.Tensor], indices: Sequence[int], positions: list[int],
+                  masks: Sequence[torch.Tensor] | None = None) -> _Tables:
     device = tensors[0].device
     numels = torch.tensor([t.numel() for t in tensors], dtype=torch.int64)
     chunks = (numels + _CHUNK - 1) // _CHUNK
@@ -91,6 +99,8 @@ def _build_tables(tensors: Sequence[torch.Tensor], indices: Sequence[int], posit
         slot_numel=put(numels),
         slot_index=put(torch.tensor(list(indices), dtype=torch.int64)),
         slot_keep=put(torch.ones(len(tensors), dtype=torch.float32)),
+        slot_mask=put(torch.tensor([m.data_ptr() for m in masks] if masks is not None else [0] * len(tensors),
+                                   dtype=torch.int64)),
     )
 
 
@@ -108,10 +118,28 @@ class TritonBackend:
 
     name = "triton"
 
-    def __init__(self, num_warps: int | None = None) -> None:
+    def __init__(self, num_warps: int | None = None, law: ZLaw | None = None) -> None:
         # launch geometry never changes z, so it can be tuned per card (benchmarks/triton_check.py sweeps it)
         self.num_warps = int(num_warps or os.environ.get("ZOLAB_TRITON_WARPS") or NUM_WARPS)
+        self.law = law or ZLaw()
         self._cache: OrderedDict[tuple, list[_Tables]] = OrderedDict()
+        self._masks: list[torch.Tensor] | None = None
+
+    def with_law(self, law: ZLaw) -> TritonBackend:
+        """This backend drawing from ``law`` (itself when the law is unchanged)."""
+        return self if law == self.law else type(self)(self.num_warps, law)
+
+    def prepare(self, params: Sequence[torch.Tensor]) -> None:
+        """Magnitude rule: compute the masks from the base weights (the same ones as the torch backend)."""
+        if self.law.stored_mask:
+            for i, p in enumerate(params):
+                _check(i, p)
+            self._masks = [magnitude_mask(p, self.law) for p in params]
+            self._cache.clear()          # tables hold the mask addresses
+
+    def held_bytes(self) -> int:
+        """Memory kept between calls: the magnitude masks (1 bit a parameter)."""
+        return sum(m.numel() for m in self._masks) if self._masks is not None else 0
 
     # -- tables --------------------------------------------------------------------------------
     def _groups(self, params: Sequence[torch.Tensor]) -> list[_Tables]:
@@ -125,11 +153,51 @@ class TritonBackend:
             _check(i, p)
             if p.numel():
                 by_kind.setdefault((p.device, p.dtype, _aligned(p)), []).append(i)
-        groups = [_build_tables([params[i] for i in pos], pos, pos) for pos in by_kind.values()]
+        groups = [_build_tables([params[i] for i in pos], pos, pos, self._group_masks(pos))
+                  for pos in by_kind.values()]
         self._cache[key] = groups
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return groups
+
+    def _group_masks(self, indices: Sequence[int]) -> list[torch.Tensor] | None:
+        return [self._masks[i] for i in indices] if self.law.stored_mask and self._masks is not None else None
+
+    # -- the law -------------------------------------------------------------------------------
+    @property
+    def _sparse_mode(self) -> int:
+        return 1 if self.law.random_mask else 2 if self.law.stored_mask else 0
+
+    def _scale(self, tables: _Tables, seed: int) -> torch.Tensor:
+        """Sphere: ``sqrt(k / sum z^2)`` per tensor of the table at ``seed`` (fp32 on the device)."""
+        hit = tables.scales.get(seed)
+        if hit is not None:
+            tables.scales.move_to_end(seed)
+            return hit
+        device = tables.chunk_slot.device
+        sums = torch.empty(tables.programs, dtype=torch.float32, device=device)
+        counts = torch.empty(tables.programs, dtype=torch.int32, device=device)
+        lo, hi = split_seed(seed)
+        mlo, mhi = split_seed(int(seed) ^ MASK_SALT)
+        ctx = torch.cuda.device(device) if device.type == "cuda" else nullcontext()
+        with ctx:
+            sumsq_kernel[(tables.programs,)](
+                tables.chunk_slot, tables.chunk_start, tables.slot_numel, tables.slot_index, tables.slot_mask,
+                lo, hi, mlo, mhi, self.law.key_threshold, sums, counts,
+                SPARSE=self._sparse_mode, TILES=TILES_PER_PROGRAM, QUAD=QUAD, N_ROUNDS=N_ROUNDS, FAST=FAST_MATH,
+                num_warps=self.num_warps,
+            )
+        # per tensor in fp64 on the host, in program order: the same scale in every pass
+        slots = tables.chunk_slot.long().cpu()
+        n = tables.slot_numel.numel()
+        total = torch.zeros(n, dtype=torch.float64).index_add_(0, slots, sums.double().cpu())
+        count = torch.zeros(n, dtype=torch.float64).index_add_(0, slots, counts.double().cpu())
+        scale = torch.where(total > 0, (count / total.clamp_min(1e-300)).sqrt(), torch.zeros_like(total))
+        out = scale.float().to(device)
+        tables.scales[seed] = out
+        if len(tables.scales) > _SCALES_PER_TABLE:
+            tables.scales.popitem(last=False)
+        return out
 
     # -- launches ------------------------------------------------------------------------------
     def _launch(self, tables: _Tables, dtype: torch.dtype, terms: Sequence[tuple[int, float]], has_decay: bool) -> None:
@@ -138,15 +206,24 @@ class TritonBackend:
         (s0, a0), (s1, a1) = (list(terms) + [(0, 0.0), (0, 0.0)])[:2]
         s0_lo, s0_hi = split_seed(s0)
         s1_lo, s1_hi = split_seed(s1)
+        m0_lo, m0_hi = split_seed(int(s0) ^ MASK_SALT)
+        m1_lo, m1_hi = split_seed(int(s1) ^ MASK_SALT)
+        scaled = self.law.distribution == "sphere" and bool(terms)
+        scale0 = self._scale(tables, s0) if scaled else tables.slot_keep
+        scale1 = self._scale(tables, s1) if scaled and len(terms) > 1 else scale0
         device = tables.chunk_slot.device
         ctx = torch.cuda.device(device) if device.type == "cuda" else nullcontext()
         with ctx:
             perturb_kernel[(tables.programs,)](
                 tables.chunk_slot, tables.chunk_start,
-                tables.slot_addr, tables.slot_numel, tables.slot_index, tables.slot_keep,
-                s0_lo, s0_hi, float(a0), s1_lo, s1_hi, float(a1),
-                DTYPE=_TL_DTYPES[dtype], NTERMS=len(terms), HAS_DECAY=has_decay, ALIGNED=tables.aligned,
-                TILES=TILES_PER_PROGRAM, QUAD=QUAD, N_ROUNDS=N_ROUNDS, FAST=FAST_MATH, num_warps=self.num_warps,
+                tables.slot_addr, tables.slot_numel, tables.slot_index, tables.slot_keep, tables.slot_mask,
+                scale0, scale1,
+                s0_lo, s0_hi, float(a0), m0_lo, m0_hi, s1_lo, s1_hi, float(a1), m1_lo, m1_hi,
+                self.law.key_threshold,
+                DTYPE=_TL_DTYPES[dtype], NTERMS=len(terms), HAS_DECAY=has_decay,
+                DIST=1 if self.law.distribution == "rademacher" else 0, SCALED=scaled, SPARSE=self._sparse_mode,
+                ALIGNED=tables.aligned, TILES=TILES_PER_PROGRAM, QUAD=QUAD, N_ROUNDS=N_ROUNDS, FAST=FAST_MATH,
+                num_warps=self.num_warps,
             )
 
     @torch.no_grad()
@@ -158,6 +235,8 @@ class TritonBackend:
     ) -> None:
         """For every parameter i: ``p_i <- (1 - decay_i) p_i + sum_k alpha_k z(seed_k, i)`` in place."""
         terms = checked_terms(params, terms, decay)
+        if terms:
+            check_masks(self.law, self._masks, params)
         for tables in self._groups(params):
             dtype = params[tables.positions[0]].dtype
             has_decay = decay is not None and any(decay[i] for i in tables.positions)
@@ -180,5 +259,12 @@ class TritonBackend:
         out = torch.zeros(p.shape, dtype=p.dtype, device=p.device)
         if out.numel():
             _check(index, out)
-            self._launch(_build_tables([out], [index], [0]), p.dtype, [(seed, 1.0)], False)
+            masks = None
+            if self.law.stored_mask:
+                if self._masks is None:
+                    check_masks(self.law, None, [])            # raises: not prepared
+                if index >= len(self._masks) or self._masks[index].numel() != (p.numel() + 7) // 8:
+                    raise ValueError(f"parameter {index}: no magnitude mask prepared for a tensor of {p.numel()} entries")
+                masks = [self._masks[index]]
+            self._launch(_build_tables([out], [index], [0], masks), p.dtype, [(seed, 1.0)], False)
         return out

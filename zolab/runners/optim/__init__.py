@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from zolab.runners.config import RunConfig
-from zolab.runners.kernels import PerturbationBackend, get_backend
+from zolab.runners.kernels import PerturbationBackend, ZLaw, get_backend
+from zolab.runners.kernels.selection import layer_count, select_layers
 from zolab.runners.optim.base import MaterialisedBackend, ZOOptimizer, probe_forwards, stream_seed
 from zolab.runners.optim.fo import FOSGD, FOAdam
 from zolab.runners.optim.forward_grad import ForwardGrad
@@ -117,19 +118,39 @@ def param_groups(named_params: NamedParams, weight_decay: float) -> tuple[list[d
     return groups, [n for n, _ in decay] + [n for n, _ in keep]
 
 
+def z_law(config: RunConfig) -> ZLaw:
+    """The law of z the config asks for (``distribution``, ``sparsity``, ``sparsity_rule``); only ZO methods draw z."""
+    law = ZLaw.from_config(config)
+    if not law.is_default and not config.is_zeroth_order:
+        raise ValueError(f"distribution/sparsity shape the ZO direction z; method {config.method!r} draws none")
+    return law
+
+
 def build_optimizer(config: RunConfig, named_params: NamedParams, *, model: nn.Module | None = None,
                     backend: PerturbationBackend | None = None, device: torch.device | str | None = None
                     ) -> torch.optim.Optimizer:
-    """The optimizer for ``config.method`` over ``named_params`` (only the trainable ones)."""
+    """The optimizer for ``config.method`` over ``named_params`` (only the trainable ones).
+
+    ``perturb_layers`` keeps only the parameters of those transformer layers (block-wise: the others
+    are neither perturbed nor updated); the backend draws z from :func:`z_law` and prepares it
+    (magnitude masks) from the weights as they are now, the base weights, in z-index order."""
     if config.method not in OPTIMIZERS:
         raise ValueError(f"unknown method {config.method!r}; known: {', '.join(OPTIMIZERS)}")
     named_params = list(named_params)
     if not named_params:
         raise ValueError("no trainable parameters to optimise")
+    if config.perturb_layers is not None:
+        n_layers = layer_count(model, [n for n, _ in named_params])
+        named_params = select_layers(named_params, config.perturb_layers, n_layers)
+    law = z_law(config)
     if backend is None:
         dev = device if device is not None else named_params[0][1].device
-        backend = get_backend(config.kernel, dev)
+        backend = get_backend(config.kernel, dev, law)
+    else:
+        backend = backend.with_law(law)
     groups, names = param_groups(named_params, config.weight_decay)
+    if config.is_zeroth_order:
+        backend.prepare([p for g in groups for p in g["params"]])
     return OPTIMIZERS[config.method](groups, config, backend, model=model, names=names)
 
 
@@ -152,4 +173,5 @@ __all__ = [
     "probe_forwards",
     "settle_points",
     "stream_seed",
+    "z_law",
 ]
