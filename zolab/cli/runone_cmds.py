@@ -31,7 +31,7 @@ from zolab.cli.common import console, fail
 from zolab.runners.config import RunConfig
 from zolab.runners.reporter import Checkpoint, Result
 
-PASSTHROUGH = ("job_id",)
+PASSTHROUGH = ("job_id", "plan_id")  # job-file keys copied to the result line (zolab import needs both)
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 

@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from zolab.db.models import Job, JobStatus
 from zolab.db.repo import jobs as repo
-from zolab.db.retry import retry_on_transient
-from zolab.db.session import session_scope
+from zolab.db.retry import is_transient, retry_on_transient
+from zolab.db.session import session_scope, translate_error
 
 Q, R, S, F, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
 D = JobStatus.DIVERGED
@@ -76,6 +78,27 @@ class LeaseLost(QueueError):
 
 class NoSuchJob(QueueError):
     pass
+
+
+class RowRefused(QueueError):
+    """The database refused one item of a batch write; the message names the item (file and line)."""
+
+
+@dataclass
+class ImportItem:
+    """A result computed elsewhere (``zolab import``): written as if a worker had run the job."""
+
+    job_id: int
+    where: str                               # "results.jsonl: line 3": named in any refusal
+    result: Mapping[str, Any]
+    points: list[tuple[int, str, float]]
+
+
+@dataclass
+class ImportOutcome:
+    imported: list[int]
+    already: list[int]                       # had a result: skipped
+    skipped: list[tuple[int, str]]           # not queued (running, failed, ...): reason
 
 
 def json_safe(value: Any) -> Any:
@@ -387,6 +410,43 @@ class JobQueue:
         except LeaseLost:
             pass
 
+    def import_finished(self, items: Iterable[ImportItem], *, worker: str) -> ImportOutcome:
+        """Record results computed elsewhere in ONE transaction: each queued job goes queued ->
+        running -> succeeded (``worker`` in its events), with its result and curve. A job that has a
+        result already, or is not queued, is skipped (reported). If the database refuses any item
+        the whole transaction rolls back (:class:`RowRefused` names the item): nothing is imported
+        and no job is left claimed."""
+        items = list(items)
+
+        def tx(s):
+            out = ImportOutcome([], [], [])
+            now = _now(s)
+            for item in items:
+                job = repo.get_job(s, item.job_id, lock=True)
+                if job is None:
+                    raise RowRefused(f"{item.where}: job {item.job_id} is not in the database")
+                if repo.result_of(s, job.id) is not None:
+                    out.already.append(job.id)
+                    continue
+                if job.status != Q.value:
+                    out.skipped.append((job.id, f"job is {job.status}, not queued (retry it first)"))
+                    continue
+                _start(s, job, worker, self.lease_s, now)
+                _complete(s, job, worker, item.result, list(item.points), now)
+                try:
+                    s.flush()  # the row's INSERT runs now, so a refusal names this item
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    why = translate_error(exc, s.get_bind()) if isinstance(exc, SQLAlchemyError) else (
+                        f"{type(exc).__name__}: {exc}")
+                    raise RowRefused(f"{item.where}: job {item.job_id}: the database refused the result: "
+                                     f"{why}") from exc
+                out.imported.append(job.id)
+            return out
+
+        return self._tx(tx, "import results")
+
     # -- maintenance -----------------------------------------------------------------------------
     def requeue_expired(self, now: datetime | None = None) -> list[int]:
         """Return running jobs whose lease expired (by the database's clock, or ``now``) to the queue
@@ -461,9 +521,12 @@ __all__ = [
     "TRANSITIONS",
     "Claim",
     "IllegalTransition",
+    "ImportItem",
+    "ImportOutcome",
     "JobQueue",
     "LeaseLost",
     "NoSuchJob",
     "QueueError",
+    "RowRefused",
     "check_transition",
 ]
