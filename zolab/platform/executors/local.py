@@ -266,6 +266,7 @@ class _Slot:
     proc: subprocess.Popen
     restarts: int = 0
     exits: list[int] = field(default_factory=list)   # return codes of the processes that died
+    done: bool = False                                # died and was not replaced
 
 
 def _describe_exit(code: int) -> str:
@@ -280,10 +281,10 @@ def _describe_exit(code: int) -> str:
 class WorkerPool:
     """The worker processes of one ``zolab run``: started, watched, replaced when they die, stopped.
 
-    A slot whose process exits 0 is done (the queue was drained). A slot whose process died any
-    other way while jobs remain is restarted (at most ``max_restarts`` times), after its jobs were
-    given back to the queue with an event naming the death; exit code 2 (the worker gave up on the
-    database after its patience) is not restarted: the outage outlasted the patience."""
+    A slot whose process exits 0 is done (the queue was drained). When a process dies any other way
+    its jobs go back to the queue at once, each with an event naming the death and what was decided;
+    it is restarted while jobs remain, at most ``max_restarts`` times per slot. Exit code 2 (the
+    worker gave up on the database after its patience) is not restarted: the outage outlasted it."""
 
     def __init__(self, url: str | None, workers: int, *, plan_id: int | None = None, runner: str | None = None,
                  lease_s: float | None = None, max_restarts: int = MAX_RESTARTS_PER_WORKER,
@@ -319,33 +320,46 @@ class WorkerPool:
 
             self.console.print(f"[yellow]{escape(text)}[/]")
 
-    def _replace(self, slot: _Slot, code: int) -> None:
-        """Give the dead worker's jobs back (one event each) and start its replacement."""
-        slot.exits.append(code)
-        pid = slot.proc.pid
-        restart = slot.restarts + 1
-        why = (f"worker process {pid} of {ORCHESTRATOR} died ({_describe_exit(code)}); "
-               f"requeued, worker restarted ({restart} of at most {self.max_restarts})")
+    def _reclaim(self, pid: int, why: str) -> list[int]:
+        """The dead worker's jobs back to the queue now (one event each), not after its lease."""
         try:
-            moved = self.queue.reclaim_process(self.host, pid, why)
+            return self.queue.reclaim_process(self.host, pid, why)
         except DatabaseError as exc:  # its lease will expire instead
-            moved = []
             log.warning("could not give back the jobs of dead worker %s now: %s", pid, exc)
-        slot.proc = self._spawn(slot.index)
-        slot.restarts = restart
-        self.restarted += 1
-        self._say(f"worker {slot.index} (pid {pid}) died ({_describe_exit(code)})"
-                  + (f" holding job {', '.join(map(str, moved))} (requeued)" if moved else "")
-                  + f"; restarted as pid {slot.proc.pid} ({restart} of at most {self.max_restarts})")
+            return []
+
+    def _on_death(self, slot: _Slot, code: int) -> None:
+        """A worker died: give its jobs back, then replace it while jobs remain and the bound allows."""
+        slot.exits.append(code)
+        pid, how = slot.proc.pid, _describe_exit(code)
+        restart = slot.restarts + 1
+        if code == EXIT_DATABASE:
+            decision = "not restarted: it gave up on the database"
+        elif restart > self.max_restarts:
+            decision = f"not restarted: {self.max_restarts} restarts used"
+        elif not self._jobs_remain():
+            decision = "not restarted: no jobs left"
+        else:
+            decision = f"worker restarted ({restart} of at most {self.max_restarts})"
+        moved = self._reclaim(pid, f"worker process {pid} of {ORCHESTRATOR} died ({how}); requeued, {decision}")
+        held = f" holding job {', '.join(map(str, moved))} (requeued)" if moved else ""
+        if decision.startswith("worker restarted"):
+            slot.proc = self._spawn(slot.index)
+            slot.restarts = restart
+            self.restarted += 1
+            self._say(f"worker {slot.index} (pid {pid}) died ({how}){held}; restarted as pid {slot.proc.pid} "
+                      f"({restart} of at most {self.max_restarts})")
+        else:
+            slot.done = True
+            self._say(f"worker {slot.index} (pid {pid}) died ({how}){held}; {decision}")
 
     def poll(self) -> int:
-        """Replace dead workers (within the bound) and return how many are alive."""
+        """Handle workers that died since the last call (see :meth:`_on_death`); how many are alive."""
         for slot in self.slots:
             code = slot.proc.poll()
-            if code is None or code == 0:
+            if code is None or code == 0 or slot.done:
                 continue
-            if code != EXIT_DATABASE and slot.restarts < self.max_restarts and self._jobs_remain():
-                self._replace(slot, code)
+            self._on_death(slot, code)
         return sum(s.proc.poll() is None for s in self.slots)
 
     def stop(self, wait_s: float = STOP_WAIT_S) -> None:
@@ -376,6 +390,7 @@ class WorkerPool:
     def failed_exits(self) -> list[int]:
         """Return codes of workers that ended badly and were not replaced."""
         return [s.proc.returncode for s in self.slots if s.proc.returncode not in (0, None)]
+
 
 
 def run_local(
