@@ -29,12 +29,12 @@ from typer.testing import CliRunner
 
 from tests.platform._factories import make_jobs
 from tests.reliability._faults import CutBeforeStatement, PgFaults, hold_sqlite_write_lock
+from tests.reliability.db_rows import read
 from zolab.cli import app
 from zolab.db import migrate
 from zolab.db.models import JobStatus
 from zolab.db.repo import jobs as repo
-from zolab.db.retry import retry_on_transient
-from zolab.db.session import dispose_engines, get_engine, raw_engine, session_scope
+from zolab.db.session import dispose_engines, get_engine, raw_engine
 from zolab.platform.queue import TRANSITIONS, JobQueue
 from zolab.platform.worker import Worker
 
@@ -47,17 +47,8 @@ RETRY_LOGGER = "zolab.db.retry"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _read(url: str, fn):
-    """A test-side read that itself survives the cuts it is watching."""
-    def once():
-        with session_scope(url) as s:
-            return fn(s)
-
-    return retry_on_transient(once, attempts=20, what="test read")
-
-
 def _job(url: str, job_id: int):
-    return _read(url, lambda s: repo.get_job(s, job_id))
+    return read(url, lambda s: repo.get_job(s, job_id))
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -98,11 +89,11 @@ class WorkerThread(threading.Thread):
 def assert_finished_once(url: str, plan_id: int, job_id: int, *, attempts: int = 1, steps: int = TINY["steps"]) -> None:
     """Succeeded once: one result row, the curve written exactly once and equal to the result's own
     curve (no half-written or doubled rows), and a legal, gap-free job_events trail."""
-    def read(s):
+    def rows(s):
         return (repo.get_job(s, job_id), repo.result_of(s, job_id), repo.count_results(s, plan_id),
                 repo.points_of(s, job_id), repo.events_of(s, job_id))
 
-    job, result, n_results, points, events = _read(url, read)
+    job, result, n_results, points, events = read(url, rows)
     assert job.status == JobStatus.SUCCEEDED.value and job.attempts == attempts
     assert job.lease_owner is None and job.error is None
     assert n_results == 1 and result.job_id == job_id and result.steps == steps
@@ -310,7 +301,7 @@ def test_cli_worker_outlasts_a_20s_outage_with_real_backoff(pg_url, pg_faults):
     assert any("is not currently accepting connections" in ln for ln in faults), err
     print(f"{len(faults)} fault lines on stderr")
     assert_finished_once(pg_url, plan_id, job_id, steps=40)
-    rows = _read(pg_url, lambda s: repo.events_of(s, job_id))
+    rows = read(pg_url, lambda s: repo.events_of(s, job_id))
     assert [e.to_status for e in rows] == ["queued", "running", "succeeded"]
 
 
@@ -433,7 +424,7 @@ def test_exception_between_result_insert_and_status_change_leaves_neither(db_url
         return (repo.get_job(s, job_id), repo.count_results(s), repo.points_of(s, job_id),
                 [e.to_status for e in repo.events_of(s, job_id)])
 
-    job, n_results, points, events = _read(db_url, state)
+    job, n_results, points, events = read(db_url, state)
     assert n_results == 0
     assert (job.status, job.lease_owner, job.finished_at, job.progress_step) == ("running", "w1", None, 2)
     assert points == [(1, "train_loss", 1.0), (2, "train_loss", 0.5)]  # the heartbeat's, not the finish's
@@ -446,7 +437,7 @@ def test_exception_between_result_insert_and_status_change_leaves_neither(db_url
     again = q.claim("w2")
     assert again.job_id == job_id and again.attempts == 2 and claim.attempts == 1
     q.finish(job_id, "w2", result, points=[(3, "train_loss", 0.3), (4, "train_loss", 0.25)])
-    job, n_results, points, events = _read(db_url, state)
+    job, n_results, points, events = read(db_url, state)
     assert job.status == "succeeded" and n_results == 1
     assert [p[0] for p in points] == [3, 4]  # w2 restarted from scratch (no checkpoint): its own points only
     assert events == ["queued", "running", "queued", "running", "succeeded"]

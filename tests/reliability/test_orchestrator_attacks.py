@@ -30,10 +30,10 @@ from sqlalchemy.engine import make_url
 
 from tests.platform._factories import make_jobs
 from tests.reliability._faults import PgFaults
+from tests.reliability.db_rows import read
 from zolab.db.errors import TransientDatabaseError
 from zolab.db.repo import jobs as repo
-from zolab.db.retry import retry_on_transient
-from zolab.db.session import dispose_engines, session_scope
+from zolab.db.session import dispose_engines
 from zolab.platform.executors import local
 from zolab.platform.executors.local import run_local
 
@@ -42,16 +42,8 @@ RUNNER = "tests.platform._runners:instant"
 DIES = "tests.reliability._attack_runners:dies"
 
 
-def _read(url: str, fn):
-    def once():
-        with session_scope(url) as s:
-            return fn(s)
-
-    return retry_on_transient(once, attempts=20, what="test read")
-
-
 def _jobs(url: str):
-    return _read(url, lambda s: [(j, [e for e in repo.events_of(s, j.id)]) for j in repo.jobs_of_plan(s)])
+    return read(url, lambda s: [(j, [e for e in repo.events_of(s, j.id)]) for j in repo.jobs_of_plan(s)])
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -65,7 +57,7 @@ def _wait(predicate, timeout: float, what: str):
 
 
 def _running(url: str) -> list:
-    return _read(url, lambda s: [j for j in repo.jobs_of_plan(s) if j.status == "running"])
+    return read(url, lambda s: [j for j in repo.jobs_of_plan(s) if j.status == "running"])
 
 
 def _alive(pid: int) -> bool:
@@ -83,7 +75,7 @@ def assert_each_succeeded_once(url: str, n: int, attempts: int = 1) -> None:
         assert job.status == "succeeded" and job.attempts == attempts, (job.id, job.status, job.attempts,
                                                                         [e.message for e in events])
         assert [e.to_status for e in events].count("succeeded") == 1
-    assert _read(url, lambda s: repo.count_results(s)) == n
+    assert read(url, lambda s: repo.count_results(s)) == n
 
 
 # -- 1. an outage longer than the orchestrator's read retries --------------------------------------------
@@ -136,7 +128,7 @@ def outage(db_url, monkeypatch):
 
 
 def test_an_outage_longer_than_the_read_retries_does_not_stop_the_workers(db_url, outage, caplog):
-    plan_id, ids = make_jobs(db_url, 4, {"steps": 40, "checkpoint_every": 5, "task_options": {"sleep": 0.15}})
+    plan_id, _ids = make_jobs(db_url, 4, {"steps": 40, "checkpoint_every": 5, "task_options": {"sleep": 0.15}})
     started = {}
 
     def on_tick(prog):
@@ -180,7 +172,7 @@ def _zolab_run(url: str, plan: Path, *extra: str, runner: str = RUNNER, **kw) ->
 
 
 def _worker_pids(url: str) -> list[int]:
-    return _read(url, lambda s: [w.pid for w in repo.list_workers(s)])
+    return read(url, lambda s: [w.pid for w in repo.list_workers(s)])
 
 
 def test_sigterm_to_zolab_run_stops_and_waits_for_its_workers(db_url, tmp_path):
@@ -223,7 +215,7 @@ def test_sigterm_to_zolab_run_stops_and_waits_for_its_workers(db_url, tmp_path):
 
 # -- 3. a worker killed mid-job ---------------------------------------------------------------------------
 def test_a_worker_killed_mid_job_is_replaced_and_its_job_requeued_at_once(db_url):
-    plan_id, ids = make_jobs(db_url, 4, {"steps": 25, "checkpoint_every": 5, "task_options": {"sleep": 0.12}})
+    plan_id, _ids = make_jobs(db_url, 4, {"steps": 25, "checkpoint_every": 5, "task_options": {"sleep": 0.12}})
     killed = {}
 
     def on_tick(prog):
@@ -247,18 +239,18 @@ def test_a_worker_killed_mid_job_is_replaced_and_its_job_requeued_at_once(db_url
     assert elapsed < 60  # well inside the 120 s lease: requeued at once, not after the lease
     rows = {j.id: (j, ev) for j, ev in _jobs(db_url)}
     job, events = rows[killed["job"]]
-    assert job.attempts == 2 and _read(db_url, lambda s: repo.result_of(s, job.id)).extra["resumed_from"] >= 5
+    assert job.attempts == 2 and read(db_url, lambda s: repo.result_of(s, job.id)).extra["resumed_from"] >= 5
     death = [e for e in events if "died (killed by SIGKILL)" in e.message]
     assert len(death) == 1 and (death[0].from_status, death[0].to_status) == ("running", "queued")
     assert f"worker process {killed['pid']} of zolab run died" in death[0].message
     assert "worker restarted (1 of at most 3)" in death[0].message
-    assert _read(db_url, lambda s: repo.count_results(s)) == 4
+    assert read(db_url, lambda s: repo.count_results(s)) == 4
 
 
 def test_restarts_are_bounded(db_url):
     """A worker that dies on every job: restarted twice (the bound here), then left dead; every death
     gives its job back at once and says what was decided; the run ends with an error naming it."""
-    plan_id, ids = make_jobs(db_url, 2, {"steps": 5, "task_options": {"die": True}}, max_attempts=10)
+    plan_id, _ids = make_jobs(db_url, 2, {"steps": 5, "task_options": {"die": True}}, max_attempts=10)
     dispose_engines()
     with pytest.raises(RuntimeError, match=r"1 worker process\(es\) exited with an error \(codes \[-9\]\) after 2 "):
         run_local(db_url, 1, plan_id=plan_id, runner=DIES, show_progress=False, poll_s=0.2, max_restarts=2)

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from zolab.runners.reporter import Result
 
@@ -62,6 +62,10 @@ def _no_nul(value: Any, where: str = "") -> Any:
     return value
 
 
+#: a short string column (device, curve name): at most 64 characters, no NUL
+Name64 = Annotated[str, Field(strict=True, min_length=1, max_length=64), AfterValidator(_no_nul)]
+
+
 class ResultValues(BaseModel):
     """The numbers of one finished run, column by column (mirrors :class:`~zolab.runners.reporter.Result`)."""
 
@@ -81,28 +85,18 @@ class ResultValues(BaseModel):
     convergence_step: Count32 | None = None
     loss_slope: Finite | None = None
     dev_accuracy: Unit | None = None
-    device: Annotated[str, Field(strict=True, min_length=1, max_length=64)] = "cpu"
+    device: Name64 = "cpu"
     diverged: Annotated[bool, Field(strict=True)] = False
     method_memory_bytes: Count64 | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("device", "extra")
-    @classmethod
-    def _plain(cls, value: Any) -> Any:
-        return _no_nul(value)
+    extra: Annotated[dict[str, Any], AfterValidator(_no_nul)] = Field(default_factory=dict)
 
 
 class Point(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     step: Count32
-    name: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+    name: Name64
     value: Finite
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _no_nul(value)
 
 
 class Line(BaseModel):
