@@ -123,20 +123,25 @@ def test_export_run_import_is_idempotent_and_fills_the_leaderboard(plan_file: Pa
     assert res.exit_code == 1 and "has no queued jobs" in res.output
 
 
-def _line(job_id: int, config_hash: str | None = None) -> str:
+def _line(job, config_hash: str | None = None, *, job_id: int | None = None) -> str:
+    """A well-formed result line for exported ``job`` (its plan id and config hash unless told)."""
     result = {"accuracy": 0.5, "f1": 0.5, "steps": 4, "forward_passes": 8, "wall_time_s": 1.0, "gpu_hours": 0.0}
-    return json.dumps({"job_id": job_id, "config_hash": config_hash, "result": result, "points": []})
+    return json.dumps({"job_id": job.job_id if job_id is None else job_id, "plan_id": job.plan_id,
+                       "config_hash": config_hash or job.config.config_hash(), "result": result, "points": []})
 
 
 def test_bad_result_files_are_refused_and_nothing_is_written(plan_file: Path, tmp_path: Path, sqlite_url: str) -> None:
     folder = tmp_path / "export"
     _export(plan_file, folder, sqlite_url)
     job = read_job(job_files(folder)[0])
+    assert job.plan_id is not None  # exported job files carry their plan id
+    fields = {"job_id": job.job_id, "plan_id": job.plan_id, "config_hash": job.config.config_hash(),
+              "result": {"accuracy": 1.0, "color": 1}}
     cases = {
-        "unknown.jsonl": (_line(job.job_id) + "\n" + _line(99999) + "\n", "line 2: unknown job id 99999"),
-        "hash.jsonl": (_line(job.job_id, "deadbeefdeadbeef") + "\n", "config hash deadbeefdeadbeef does not match"),
-        "broken.jsonl": (_line(job.job_id) + "\n{not json\n", "broken.jsonl: line 2: not valid JSON"),
-        "fields.jsonl": (json.dumps({"job_id": job.job_id, "result": {"accuracy": 1.0, "color": 1}}) + "\n", "bad result"),
+        "unknown.jsonl": (_line(job) + "\n" + _line(job, job_id=99999) + "\n", "line 2: unknown job id 99999"),
+        "hash.jsonl": (_line(job, "deadbeefdeadbeef") + "\n", "config hash deadbeefdeadbeef does not match"),
+        "broken.jsonl": (_line(job) + "\n{not json\n", "broken.jsonl: line 2: not valid JSON"),
+        "fields.jsonl": (json.dumps(fields) + "\n", "result.color: Extra inputs are not permitted"),
     }
     for name, (text, message) in cases.items():
         path = tmp_path / name

@@ -7,6 +7,9 @@
   backend of the connection about to run a matching statement, so the cut lands *inside* the
   transaction at a chosen point (claim, heartbeat, result insert) instead of by chance.
 * :func:`hold_sqlite_write_lock` -- a second process holding SQLite's write lock (``BEGIN IMMEDIATE``).
+* :func:`hold_pg_row_lock` -- another PostgreSQL connection holding ``SELECT .. FOR UPDATE`` on rows,
+  so every write to them blocks (a blocked connection, not an error).
+* :func:`skewed_host_clock` -- zolab's view of the host's wall clock shifted by N seconds.
 
 Identifiers are composed with ``psycopg.sql``; values are bound parameters.
 """
@@ -151,6 +154,80 @@ time.sleep(float(sys.argv[2]))
 conn.execute("COMMIT")
 print("released", flush=True)
 """
+
+
+@contextmanager
+def hold_pg_row_lock(url: str, table: str, ids: list[int], seconds: float) -> Iterator[threading.Event]:
+    """Another connection (in its own thread) locks rows ``ids`` of ``table`` ``FOR UPDATE`` and
+    releases them after ``seconds``, whatever the caller is doing; yields the 'released' event."""
+    locked, released = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with psycopg.connect(_libpq(url), connect_timeout=5) as conn:
+                conn.execute(sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) FOR UPDATE").format(sql.Identifier(table)),
+                             (ids,)).fetchall()
+                locked.set()
+                time.sleep(seconds)
+                conn.rollback()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+        finally:
+            locked.set()
+            released.set()
+
+    thread = threading.Thread(target=hold, name="pg-row-lock", daemon=True)
+    thread.start()
+    locked.wait(30)
+    if errors:
+        raise errors[0]
+    try:
+        yield released
+    finally:
+        thread.join(seconds + 30)
+
+
+@contextmanager
+def skewed_host_clock(seconds: float) -> Iterator[None]:
+    """zolab's host wall clock runs ``seconds`` ahead (negative: behind): every ``utcnow`` and
+    ``datetime.now`` that zolab's modules read is shifted. The database server's clock is not."""
+    import datetime as dt
+
+    from zolab.db import models
+
+    real_utcnow = models.utcnow
+    shift = dt.timedelta(seconds=seconds)
+
+    class SkewedDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime.now(tz) + shift
+
+        @classmethod
+        def utcnow(cls):  # pragma: no cover - zolab uses now(timezone.utc)
+            return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + shift
+
+    def skewed_utcnow() -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + shift
+
+    patched: list[tuple[object, str, object]] = []
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("zolab") or module is None:
+            continue
+        for attr in ("utcnow", "datetime"):
+            value = getattr(module, attr, None)
+            if attr == "utcnow" and value is real_utcnow:
+                patched.append((module, attr, value))
+                setattr(module, attr, skewed_utcnow)
+            elif attr == "datetime" and value is dt.datetime:
+                patched.append((module, attr, value))
+                setattr(module, attr, SkewedDatetime)
+    try:
+        yield
+    finally:
+        for module, attr, value in patched:
+            setattr(module, attr, value)
 
 
 @contextmanager

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import MetaData, func, select
 
 from zolab.db.models import Base
-from zolab.db.session import get_engine
+from zolab.db.retry import retry_on_transient
+from zolab.db.session import get_engine, session_scope
 
 _reflected: dict[str, MetaData] = {}
 
@@ -30,3 +31,12 @@ def clear_rows(url: str) -> None:
     with get_engine(url).begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+
+
+def read(url: str, fn):
+    """``fn(session)`` in a test-side read that itself survives the faults it is watching."""
+    def once():
+        with session_scope(url) as s:
+            return fn(s)
+
+    return retry_on_transient(once, attempts=20, what="test read")

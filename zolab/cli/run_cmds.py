@@ -3,12 +3,14 @@
 ``run`` uploads a plan file (or takes a stored plan id), expands it into jobs with estimates,
 checks the budget, enqueues idempotently and drains the queue with local worker processes or Ray.
 Running the same plan again resumes it: finished jobs stay finished, nothing is duplicated.
-Exit codes: 0 ok, 1 bad input / refused (over budget) / jobs failed, 2 database or internal error.
+Exit codes: 0 ok, 1 bad input / refused (over budget) / jobs failed, 2 database or internal error,
+130 / 143 stopped by Ctrl-C / SIGTERM (workers stopped and waited for, their jobs queued again).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import typer
@@ -182,23 +184,34 @@ def run_cmd(
 
 
 def _execute(url: str, plan_id: int, executor: str, workers: int, lease_s: float | None, progress: bool) -> None:
-    if executor == "ray":
-        from zolab.platform.executors.ray import run_ray
+    """Drain the plan's queue. Ctrl-C and SIGTERM both stop the workers, which give their jobs back
+    (attempt refunded); the command then exits 130 / 143 with one line saying so."""
+    from zolab.platform.executors.local import Interrupted
 
-        run_ray(url, workers, plan_id=plan_id, lease_s=lease_s, show_progress=progress, console=console)
-    else:
-        from zolab.platform.executors.local import run_local
+    try:
+        if executor == "ray":
+            from zolab.platform.executors.ray import run_ray
 
-        run_local(url, workers, plan_id=plan_id, lease_s=lease_s, show_progress=progress, console=console)
+            run_ray(url, workers, plan_id=plan_id, lease_s=lease_s, show_progress=progress, console=console)
+        else:
+            from zolab.platform.executors.local import run_local
+
+            run_local(url, workers, plan_id=plan_id, lease_s=lease_s, show_progress=progress, console=console)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        fail(f"stopped by {name}: the workers gave their jobs back to the queue; "
+             f"`zolab run {plan_id}` resumes them", 128 + int(signum))
 
 
 def _summary(url: str, plan_id: int) -> None:
     from zolab.cli.leaderboard_cmds import leaderboard_tables
+    from zolab.db.retry import outlast
     from zolab.platform.queue import JobQueue
 
-    for t in leaderboard_tables(url, plan_id):
+    for t in outlast(lambda: leaderboard_tables(url, plan_id), "read the leaderboard", who="zolab run"):
         console.print(t)
-    counts = JobQueue(url).counts(plan_id)
+    counts = outlast(lambda: JobQueue(url).counts(plan_id), "count jobs", who="zolab run")
     console.print(counts_line(counts))
     if counts.get("diverged"):
         console.print(f"[magenta]{counts['diverged']} job(s) diverged[/] (their loss blew up; results kept, "

@@ -32,7 +32,7 @@ from zolab.runners import config as run_config
 from zolab.runners.config import RunConfig
 from zolab.runners.reporter import Checkpoint, Result
 
-PASSTHROUGH = ("job_id",)
+PASSTHROUGH = ("job_id", "plan_id")  # job-file keys copied to the result line (zolab import needs both)
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 

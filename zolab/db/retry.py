@@ -17,6 +17,11 @@ statement inside one, so a retry starts from a clean state::
 Each retry logs one warning; after the last attempt a :class:`TransientDatabaseError` (a
 :class:`DatabaseError`) with a clear message is raised, so "database is locked" never reaches a
 user while attempts remain.
+
+:func:`outlast` is the layer above for long-running processes (workers, ``zolab run``): an outage
+longer than one call's retries is waited out (pauses doubling up to ``OUTAGE_MAX_WAIT_S``, one error
+line a round) for up to ``OUTAGE_PATIENCE_S`` before the last error is raised. Workers and the
+orchestrator share it, so ``zolab run`` never gives up before its workers do.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ _SQLITE_TRANSIENT_WORDS = ("database is locked", "database table is locked", "da
 DEFAULT_ATTEMPTS = 8
 DEFAULT_BASE_DELAY = 0.05
 DEFAULT_MAX_DELAY = 5.0
+#: how long a long-running process waits out a database outage before giving up (15 min)
+OUTAGE_PATIENCE_S = 900.0
+#: the longest pause between two rounds of an outage
+OUTAGE_MAX_WAIT_S = 30.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -142,4 +151,37 @@ def transient_retry(
     return wrap
 
 
-__all__ = ["backoff_delay", "is_transient", "retry_on_transient", "transient_retry"]
+def outlast(
+    fn: Callable[[], T],
+    what: str,
+    *,
+    who: str = "",
+    patience_s: float | None = None,
+    max_wait_s: float | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> T:
+    """``fn()`` (itself retried, e.g. a :class:`~zolab.platform.queue.JobQueue` method), called
+    again while it keeps failing with :class:`TransientDatabaseError`: an outage must not kill a
+    worker or the orchestrator, nor throw away a finished job's result. One error line a round
+    (``who`` names the process); gives up (re-raises the last error) after ``patience_s``
+    (default :data:`OUTAGE_PATIENCE_S`). Permanent errors propagate at once."""
+    patience = OUTAGE_PATIENCE_S if patience_s is None else patience_s
+    cap = OUTAGE_MAX_WAIT_S if max_wait_s is None else max_wait_s
+    pause = sleep or time.sleep
+    deadline = time.monotonic() + patience
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn()
+        except TransientDatabaseError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            delay = backoff_delay(attempt, 1.0, cap)
+            log.error("database unreachable during %s: %s; %s waits %.1f s and tries again",
+                      what, exc, who or "zolab", delay)
+            pause(delay)
+
+
+__all__ = ["OUTAGE_MAX_WAIT_S", "OUTAGE_PATIENCE_S", "backoff_delay", "is_transient", "outlast",
+           "retry_on_transient", "transient_retry"]

@@ -17,6 +17,13 @@ Rules every function keeps:
   a late write from a worker whose lease expired is refused with :class:`LeaseLost`, so a job's
   result is written exactly once (``results.job_id`` is unique as a second guard);
 * claims are atomic: PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED``; SQLite ``BEGIN IMMEDIATE``;
+  a claim first returns expired leases to the queue (same transaction), so a dead worker's job is
+  taken before newer queued jobs instead of only once nothing else is claimable;
+* leases are measured with the DATABASE's clock (:func:`zolab.db.repo.jobs.db_now`), never the
+  worker's: a worker whose clock is minutes off neither requeues a healthy job nor gets a lease
+  that has already run out;
+* enqueue is insert-or-ignore on the job key (``ON CONFLICT DO NOTHING``): two ``zolab run`` of the
+  same plan at once both succeed and the jobs exist once;
 * transient DB errors (SQLite busy, lost PostgreSQL connection) are retried with backoff
   (:mod:`zolab.db.retry`), so "database is locked" does not reach the user.
 """
@@ -29,10 +36,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from zolab.db.models import Job, JobStatus, utcnow
+from sqlalchemy.exc import SQLAlchemyError
+
+from zolab.db.models import Job, JobStatus
 from zolab.db.repo import jobs as repo
-from zolab.db.retry import retry_on_transient
-from zolab.db.session import session_scope
+from zolab.db.retry import is_transient, retry_on_transient
+from zolab.db.session import session_scope, translate_error
 
 Q, R, S, F, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
 D = JobStatus.DIVERGED
@@ -73,6 +82,27 @@ class NoSuchJob(QueueError):
     pass
 
 
+class RowRefused(QueueError):
+    """The database refused one item of a batch write; the message names the item (file and line)."""
+
+
+@dataclass
+class ImportItem:
+    """A result computed elsewhere (``zolab import``): written as if a worker had run the job."""
+
+    job_id: int
+    where: str                               # "results.jsonl: line 3": named in any refusal
+    result: Mapping[str, Any]
+    points: list[tuple[int, str, float]]
+
+
+@dataclass
+class ImportOutcome:
+    imported: list[int]
+    already: list[int]                       # had a result: skipped
+    skipped: list[tuple[int, str]]           # not queued (running, failed, ...): reason
+
+
 def json_safe(value: Any) -> Any:
     """NaN/inf -> None inside JSON values (PostgreSQL's JSON type refuses NaN)."""
     if isinstance(value, float):
@@ -98,6 +128,70 @@ def _move(session, job: Job, dst: JobStatus, *, worker: str | None = None, messa
 def _clear_lease(job: Job) -> None:
     job.lease_owner = None
     job.lease_expires_at = None
+
+
+def _now(session) -> datetime:
+    """Job times (leases above all) come from the database's clock, one clock for every worker."""
+    return repo.db_now(session)
+
+
+def _reclaim(session, job: Job, now: datetime, why: str) -> None:
+    """A running job whose worker is gone (lease expired, process dead) goes back to the queue with
+    its checkpoint, or fails when it has used all its attempts."""
+    _clear_lease(job)
+    if job.attempts >= job.max_attempts:
+        job.error = f"{why}; all {job.max_attempts} attempts used"
+        job.finished_at = now
+        _move(session, job, F, message=job.error)
+    else:
+        step = (job.checkpoint or {}).get("step")
+        _move(session, job, Q, message=why + (f"; will resume at step {step}" if step is not None else ""))
+
+
+def _reclaim_expired(session, now: datetime | None = None) -> list[int]:
+    """Reclaim every lease that ended before ``now`` (default: the database's clock)."""
+    moved = []
+    jobs = repo.expired_leases(session, now)
+    stamp = now or (_now(session) if jobs else None)
+    for job in jobs:
+        _reclaim(session, job, stamp, f"lease of {job.lease_owner} expired")
+        moved.append(job.id)
+    return moved
+
+
+def _start(session, job: Job, worker_id: str, lease_s: float, now: datetime) -> None:
+    """queued -> running for ``worker_id``: attempt counted, lease from the database clock."""
+    resumed = job.checkpoint is not None
+    _move(session, job, R, worker=worker_id, message=f"claimed (attempt {job.attempts + 1}"
+          + (f", resuming at step {job.checkpoint.get('step')})" if resumed else ")"))
+    job.attempts += 1
+    job.lease_owner = worker_id
+    job.lease_expires_at = now + timedelta(seconds=lease_s)
+    job.heartbeat_at = now
+    job.started_at = job.started_at or now
+    job.error = None
+    # curve points past the resume point will be reported again
+    repo.delete_points_after(session, job.id, int(job.checkpoint.get("step", 0)) if resumed else -1)
+
+
+def _complete(session, job: Job, worker_id: str, result: Mapping[str, Any], points: list, now: datetime
+              ) -> JobStatus:
+    """running -> succeeded, or -> diverged when the result says so (``result["diverged"]``): curve
+    points, the result row and the state in the caller's transaction. Returns the final state."""
+    dst = D if result.get("diverged") else S
+    reason = (result.get("extra") or {}).get("diverged_reason") if dst is D else None
+    repo.add_points(session, job.id, points)
+    values = dict(result)
+    values["extra"] = json_safe(values.get("extra") or {})
+    repo.add_result(session, job, values)
+    job.finished_at = now
+    job.progress_step = max(job.progress_step, int(result.get("steps", 0)))
+    if result.get("final_loss") is not None and math.isfinite(result["final_loss"]):
+        job.last_loss = result["final_loss"]
+    _clear_lease(job)
+    _move(session, job, dst, worker=worker_id,
+          message=f"finished, diverged: {reason}"[:500] if dst is D else "finished")
+    return dst
 
 
 def _held(session, job_id: int, worker_id: str) -> Job:
@@ -143,21 +237,21 @@ class JobQueue:
 
         return retry_on_transient(once, attempts=attempts or self._attempts, what=what)
 
-    def _lease_until(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self.lease_s)
-
     # -- producer side ---------------------------------------------------------------------------
     def enqueue(self, jobs: Iterable[Job]) -> tuple[list[int], int]:
-        """Insert jobs whose key is new; returns (new job ids, number skipped as existing)."""
+        """Insert jobs whose key is new; returns (new job ids, number skipped as existing).
+
+        Insert-or-ignore on the key in one statement per batch: safe against a concurrent enqueue of
+        the same jobs (another ``zolab run`` of the plan), which then simply finds them existing."""
         jobs = list(jobs)
+        for j in jobs:
+            j.status = Q.value
 
         def tx(s):
-            have = repo.existing_keys(s, [j.key for j in jobs])
-            new = [j for j in jobs if j.key not in have]
-            for j in new:
-                j.status = Q.value
-            repo.add_jobs(s, new)
-            return [j.id for j in new], len(jobs) - len(new)
+            inserted = repo.insert_new_jobs(s, jobs)
+            for j in jobs:
+                j.id = inserted.get(j.key, j.id)
+            return [inserted[j.key] for j in jobs if j.key in inserted], len(jobs) - len(inserted)
 
         return self._tx(tx, "enqueue jobs")
 
@@ -183,6 +277,8 @@ class JobQueue:
         """
 
         def tx(s):
+            now = _now(s)
+            _reclaim_expired(s, now)  # a dead worker's job goes back first: it is older than what is queued
             max_mem = device_free_memory
             allow_exclusive = True
             if host is not None and device is not None:
@@ -199,18 +295,7 @@ class JobQueue:
             )
             if job is None:
                 return None
-            now = utcnow()
-            resumed = job.checkpoint is not None
-            _move(s, job, R, worker=worker_id, message=f"claimed (attempt {job.attempts + 1}"
-                  + (f", resuming at step {job.checkpoint.get('step')})" if resumed else ")"))
-            job.attempts += 1
-            job.lease_owner = worker_id
-            job.lease_expires_at = self._lease_until(now)
-            job.heartbeat_at = now
-            job.started_at = job.started_at or now
-            job.error = None
-            # curve points past the resume point will be reported again
-            repo.delete_points_after(s, job.id, int(job.checkpoint.get("step", 0)) if resumed else -1)
+            _start(s, job, worker_id, self.lease_s, now)
             return Claim(job.id, dict(job.config), job.checkpoint, job.attempts, job.max_attempts,
                          job.est_memory_bytes, job.no_packing, job.key, job.stage, job.study_name,
                          job.trial_number)
@@ -239,9 +324,9 @@ class JobQueue:
 
         def tx(s):
             job = _held(s, job_id, worker_id)
-            now = utcnow()
+            now = _now(s)
             job.heartbeat_at = now
-            job.lease_expires_at = self._lease_until(now)
+            job.lease_expires_at = now + timedelta(seconds=self.lease_s)
             if step is not None:
                 job.progress_step = step
             if total is not None:
@@ -260,23 +345,9 @@ class JobQueue:
         """Write the result row, the remaining curve points and the final status in ONE transaction:
         'diverged' when the result says so (``result["diverged"]``), else 'succeeded'. Returns it."""
         points = list(points)
-        dst = D if result.get("diverged") else S
-        reason = (result.get("extra") or {}).get("diverged_reason") if dst is D else None
 
         def tx(s):
-            job = _held(s, job_id, worker_id)
-            repo.add_points(s, job_id, points)
-            values = dict(result)
-            values["extra"] = json_safe(values.get("extra") or {})
-            repo.add_result(s, job, values)
-            now = utcnow()
-            job.finished_at = now
-            job.progress_step = max(job.progress_step, int(result.get("steps", 0)))
-            if result.get("final_loss") is not None and math.isfinite(result["final_loss"]):
-                job.last_loss = result["final_loss"]
-            _clear_lease(job)
-            _move(s, job, dst, worker=worker_id, message=f"finished, diverged: {reason}"[:500] if dst is D else "finished")
-            return dst
+            return _complete(s, _held(s, job_id, worker_id), worker_id, result, points, _now(s))
 
         return self._tx(tx, "finish a job")
 
@@ -296,7 +367,7 @@ class JobQueue:
             if retry and job.attempts < job.max_attempts:
                 _move(s, job, Q, worker=worker_id, message=f"automatic retry ({job.attempts}/{job.max_attempts} attempts used)")
             else:
-                job.finished_at = utcnow()
+                job.finished_at = _now(s)
             return JobStatus(job.status)
 
         return self._tx(tx, "fail a job")
@@ -318,7 +389,7 @@ class JobQueue:
                 job.attempts = max(0, job.attempts - 1)
             if job.attempts >= job.max_attempts:
                 _move(s, job, F, worker=worker_id, message=f"{reason}; no attempts left")
-                job.finished_at = utcnow()
+                job.finished_at = _now(s)
             else:
                 _move(s, job, Q, worker=worker_id, message=reason)
             return JobStatus(job.status)
@@ -336,7 +407,7 @@ class JobQueue:
             repo.add_points(s, job_id, points)
             _clear_lease(job)
             job.error = reason
-            job.finished_at = utcnow()
+            job.finished_at = _now(s)
             _move(s, job, C, worker=worker_id, message=reason)
 
         self._tx(tx, "stop a job")
@@ -348,28 +419,64 @@ class JobQueue:
         except LeaseLost:
             pass
 
-    # -- maintenance -----------------------------------------------------------------------------
-    def requeue_expired(self, now: datetime | None = None) -> list[int]:
-        """Return running jobs whose lease expired to the queue (checkpoint kept); a job that has
-        used all its attempts fails instead. Returns the ids requeued or failed."""
+    def import_finished(self, items: Iterable[ImportItem], *, worker: str) -> ImportOutcome:
+        """Record results computed elsewhere in ONE transaction: each queued job goes queued ->
+        running -> succeeded or diverged (``worker`` in its events), with its result and curve. A job that has a
+        result already, or is not queued, is skipped (reported). If the database refuses any item
+        the whole transaction rolls back (:class:`RowRefused` names the item): nothing is imported
+        and no job is left claimed."""
+        items = list(items)
 
         def tx(s):
+            out = ImportOutcome([], [], [])
+            now = _now(s)
+            for item in items:
+                job = repo.get_job(s, item.job_id, lock=True)
+                if job is None:
+                    raise RowRefused(f"{item.where}: job {item.job_id} is not in the database")
+                if repo.result_of(s, job.id) is not None:
+                    out.already.append(job.id)
+                    continue
+                if job.status != Q.value:
+                    out.skipped.append((job.id, f"job is {job.status}, not queued (retry it first)"))
+                    continue
+                _start(s, job, worker, self.lease_s, now)
+                _complete(s, job, worker, item.result, list(item.points), now)
+                try:
+                    s.flush()  # the row's INSERT runs now, so a refusal names this item
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    why = translate_error(exc, s.get_bind()) if isinstance(exc, SQLAlchemyError) else (
+                        f"{type(exc).__name__}: {exc}")
+                    raise RowRefused(f"{item.where}: job {item.job_id}: the database refused the result: "
+                                     f"{why}") from exc
+                out.imported.append(job.id)
+            return out
+
+        return self._tx(tx, "import results")
+
+    # -- maintenance -----------------------------------------------------------------------------
+    def requeue_expired(self, now: datetime | None = None) -> list[int]:
+        """Return running jobs whose lease expired (by the database's clock, or ``now``) to the queue
+        (checkpoint kept); a job that has used all its attempts fails instead. Returns the ids moved."""
+        return self._tx(lambda s: _reclaim_expired(s, now), "requeue expired leases", immediate=True)
+
+    def reclaim_process(self, host: str, pid: int, why: str) -> list[int]:
+        """A worker process known to be dead (its parent reaped it): its worker rows are marked
+        stopped and its jobs go back to the queue at once, as an expired lease would later; ``why``
+        is their event message. Returns the ids moved."""
+        def tx(s):
+            now = _now(s)
             moved = []
-            for job in repo.expired_leases(s, now or utcnow()):
-                owner = job.lease_owner
-                _clear_lease(job)
-                msg = f"lease of {owner} expired"
-                if job.attempts >= job.max_attempts:
-                    job.error = f"{msg}; all {job.max_attempts} attempts used"
-                    job.finished_at = utcnow()
-                    _move(s, job, F, message=job.error)
-                else:
-                    step = (job.checkpoint or {}).get("step")
-                    _move(s, job, Q, message=msg + (f"; will resume at step {step}" if step is not None else ""))
-                moved.append(job.id)
+            for worker_id in repo.live_workers_of_process(s, host, pid):
+                repo.touch_worker(s, worker_id, stopped=True)
+                for job in repo.held_by(s, worker_id):
+                    _reclaim(s, job, now, why)
+                    moved.append(job.id)
             return moved
 
-        return self._tx(tx, "requeue expired leases", immediate=True)
+        return self._tx(tx, "reclaim a dead worker's jobs")
 
     # -- user side -------------------------------------------------------------------------------
     def cancel(self, job_id: int, by: str = "user") -> JobStatus:
@@ -381,7 +488,7 @@ class JobQueue:
                 raise NoSuchJob(f"no job {job_id}")
             _move(s, job, C, worker=by, message=f"cancelled by {by}")
             _clear_lease(job)
-            job.finished_at = utcnow()
+            job.finished_at = _now(s)
             return C
 
         return self._tx(tx, "cancel a job")
@@ -423,9 +530,12 @@ __all__ = [
     "TRANSITIONS",
     "Claim",
     "IllegalTransition",
+    "ImportItem",
+    "ImportOutcome",
     "JobQueue",
     "LeaseLost",
     "NoSuchJob",
     "QueueError",
+    "RowRefused",
     "check_transition",
 ]

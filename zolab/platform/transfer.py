@@ -3,14 +3,15 @@
 ``export_jobs`` writes one job file per queued job (format: :mod:`zolab.runners.jobfile`) plus
 ``meta/export.json`` (plan, per job its key/variant/task/seed, the assets the jobs need) and, with ``with_assets``, a copy of the
 cached model/data they use under ``<dir>/cache`` (``ZOLAB_CACHE=<dir>/cache`` on the box).
-``import_results`` validates every result line first (JSON, known job ids, matching config
-hashes), then records each new result through the queue (claim + finish: the same transitions and
-events as a local worker). A job that already has a result is skipped, so importing twice is safe.
+``import_results`` validates every result line first (strict schema: :mod:`zolab.platform.result_lines`;
+then known job ids, the line's plan id and config hash matching the database's job), then records
+every new result in ONE transaction through the queue (queued -> running -> succeeded, the same
+transitions and events as a local worker): a bad line anywhere imports nothing, and no job is left
+claimed by the import. A job that already has a result is skipped, so importing twice is safe.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,11 +23,11 @@ from zolab.db.repo import jobs as repo
 from zolab.db.repo import plans as plan_repo
 from zolab.db.retry import retry_on_transient
 from zolab.db.session import session_scope
-from zolab.platform.queue import JobQueue
+from zolab.platform.queue import ImportItem, JobQueue, RowRefused
+from zolab.platform.result_lines import LineError, ParsedLine, parse_line
 from zolab.runners import assets
 from zolab.runners.config import RunConfig
 from zolab.runners.jobfile import JobFile, write_job, write_manifest
-from zolab.runners.reporter import Result
 
 IMPORT_WORKER = "import"
 
@@ -105,7 +106,7 @@ def export_jobs(url: str | None, plan_id: int, folder: Path, *, with_assets: boo
     for job_id, key, variant_id, task, seed, config, _ in queued:
         metas[str(job_id)] = {"key": key, "plan": plan_name, "plan_id": plan_id, "variant": labels.get(variant_id, ""),
                               "variant_id": variant_id, "task": task, "seed": seed}
-        files.append(write_job(folder, JobFile(RunConfig.from_dict(config), job_id)))
+        files.append(write_job(folder, JobFile(RunConfig.from_dict(config), job_id, plan_id=plan_id)))
     if with_assets:
         _copy_assets(need, folder / "cache")
     write_manifest(folder, {
@@ -116,6 +117,9 @@ def export_jobs(url: str | None, plan_id: int, folder: Path, *, with_assets: boo
 
 
 # -- import -------------------------------------------------------------------------------------
+MAX_PROBLEMS_SHOWN = 20
+
+
 def _result_files(target: Path) -> list[Path]:
     target = Path(target)
     if target.is_file():
@@ -128,86 +132,83 @@ def _result_files(target: Path) -> list[Path]:
     raise TransferError(f"{target}: no such file or folder")
 
 
-def _curves(result: dict[str, Any]) -> list[tuple[int, str, float]]:
-    """Curve points from a result's own ``extra`` (``run-one`` lines carry no separate points)."""
-    extra = result.get("extra") or {}
-    points = [(s, "dev_accuracy", v) for s, v in extra.get("dev_curve") or []]
-    return points + [(s, "train_loss", v) for s, v in extra.get("loss_curve") or []]
+def _refuse(problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    head = "nothing imported: " + (f"{len(problems)} problems" if len(problems) > 1 else "1 problem")
+    raise TransferError(head + "\n" + "\n".join(shown) + (f"\n... and {more} more" if more else ""))
 
 
-def _parse_line(path: Path, lineno: int, text: str) -> dict[str, Any]:
-    where = f"{path}: line {lineno}"
-    try:
-        rec = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TransferError(f"{where}: not valid JSON ({exc.msg})") from exc
-    if not isinstance(rec, dict) or not isinstance(rec.get("job_id"), int):
-        raise TransferError(f"{where}: a result line needs an integer job_id")
-    rec["status"] = "failed" if rec.get("error") is not None or rec.get("status") == "failed" else "succeeded"
-    if rec["status"] == "succeeded":
-        payload = rec.get("result")
-        if not isinstance(payload, dict):
-            raise TransferError(f"{where}: job {rec['job_id']}: 'result' must be an object")
-        try:
-            rec["result"] = Result.from_dict(payload).to_dict()
-        except TypeError as exc:
-            raise TransferError(f"{where}: job {rec['job_id']}: bad result ({exc})") from exc
-        try:
-            rec["points"] = [(int(s), str(n), float(v)) for s, n, v in rec.get("points") or _curves(rec["result"])]
-        except (TypeError, ValueError) as exc:
-            raise TransferError(f"{where}: job {rec['job_id']}: points must be [step, name, value] triples") from exc
-    rec["_where"] = where
-    return rec
-
-
-def read_result_lines(target: Path) -> list[dict[str, Any]]:
-    records = []
+def read_result_lines(target: Path) -> list[ParsedLine]:
+    """Every line of the result file(s), validated (:mod:`zolab.platform.result_lines`); all
+    problems are collected and raised together, each naming its file, line and field."""
+    records, problems = [], []
     for path in _result_files(target):
-        for lineno, text in enumerate(path.read_text().splitlines(), 1):
-            if text.strip():
-                records.append(_parse_line(path, lineno, text))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: cannot read ({exc})")
+            continue
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path}: line {lineno}"
+            try:
+                records.append(parse_line(line, where))
+            except LineError as exc:
+                problems.append(f"{where}: {exc}")
+    _refuse(problems)
     return records
 
 
-def import_results(url: str | None, target: Path) -> ImportReport:
-    """Load result lines into the DB; validates everything before writing anything."""
-    records = read_result_lines(Path(target))
-
+def _check_against_db(url: str | None, records: list[ParsedLine]) -> None:
+    """Each line's job exists, belongs to the line's plan and has the line's config hash."""
     def check():
+        problems = []
         with session_scope(url) as s:
-            state = {}
             for rec in records:
-                job = repo.get_job(s, rec["job_id"])
+                job = repo.get_job(s, rec.job_id)
                 if job is None:
-                    raise TransferError(f"{rec['_where']}: unknown job id {rec['job_id']} (not in this database)")
-                want = rec.get("config_hash")
+                    problems.append(f"{rec.where}: unknown job id {rec.job_id} (not in this database)")
+                    continue
+                if job.plan_id != rec.plan_id:
+                    problems.append(f"{rec.where}: job {job.id} belongs to plan {job.plan_id}, the line says plan "
+                                    f"{rec.plan_id}: results from another database or export?")
+                    continue
                 have = RunConfig.from_dict(dict(job.config)).config_hash()
-                if want and want != have:
-                    raise TransferError(f"{rec['_where']}: job {job.id}: config hash {want} does not match the "
-                                        f"database's job ({have}): results from another database?")
-                state[job.id] = (job.status, repo.result_of(s, job.id) is not None)
-            return state
+                if rec.config_hash != have:
+                    problems.append(f"{rec.where}: job {job.id}: config hash {rec.config_hash} does not match the "
+                                    f"database's job ({have}): results from another database?")
+        return problems
 
-    state = retry_on_transient(check, what="check imported jobs")
-    queue = JobQueue(url)
+    _refuse(retry_on_transient(check, what="check imported jobs"))
+
+
+def import_results(url: str | None, target: Path) -> ImportReport:
+    """Load result lines into the database: the whole file is validated first (schema, then each
+    job against the database), then every new result is written in ONE transaction: a problem
+    anywhere imports nothing, and no job is ever left claimed by the import."""
+    records = read_result_lines(Path(target))
+    _check_against_db(url, records)
     report = ImportReport()
+    items: list[ImportItem] = []
+    seen: set[int] = set()
     for rec in records:
-        job_id = rec["job_id"]
-        status, has_result = state[job_id]
-        if has_result:
-            report.already.append(job_id)
-            continue
-        if rec["status"] != "succeeded":
-            report.not_imported.append((job_id, f"failed on the remote machine: {rec.get('error') or 'no reason given'}"))
-            continue
-        if status != JobStatus.QUEUED.value:
-            report.not_imported.append((job_id, f"job is {status}, not queued (retry it first)"))
-            continue
-        claim = queue.claim(IMPORT_WORKER, job_id=job_id)
-        if claim is None:  # taken by a worker meanwhile
-            report.not_imported.append((job_id, "job was claimed by a worker meanwhile"))
-            continue
-        final = queue.finish(job_id, IMPORT_WORKER, rec["result"], rec["points"])  # succeeded or diverged
-        state[job_id] = (final.value, True)
-        report.imported.append(job_id)
+        if not rec.succeeded:
+            report.not_imported.append((rec.job_id, f"failed on the remote machine: {rec.error}"))
+        elif rec.job_id in seen:  # the same job twice in the file: its first result counts
+            report.already.append(rec.job_id)
+        else:
+            seen.add(rec.job_id)
+            items.append(ImportItem(rec.job_id, rec.where, rec.result or {}, rec.points))
+    if items:
+        try:
+            outcome = JobQueue(url).import_finished(items, worker=IMPORT_WORKER)
+        except RowRefused as exc:
+            raise TransferError(f"nothing imported: {exc}") from exc
+        report.imported += outcome.imported
+        report.already += outcome.already
+        report.not_imported += outcome.skipped
     return report

@@ -54,8 +54,8 @@ HEARTBEAT_ENV = "ZOLAB_HEARTBEAT_SECONDS"
 RunFn = Callable[[RunConfig, Reporter, "Checkpoint | None"], Result]
 #: a database outage longer than the queue's own retries: the worker waits (pauses doubling up to
 #: DB_WAIT_MAX_S, one error line each) for up to DB_PATIENCE_S, then gives up with a clear error
-DB_PATIENCE_S = 900.0
-DB_WAIT_MAX_S = 30.0
+DB_PATIENCE_S = db_retry.OUTAGE_PATIENCE_S
+DB_WAIT_MAX_S = db_retry.OUTAGE_MAX_WAIT_S
 
 
 def resolve_runner(spec: str | RunFn | None = None) -> RunFn:
@@ -132,65 +132,188 @@ def detect_device() -> DeviceInfo:
 
 
 class DbReporter:
-    """The runner's Reporter, backed by the queue: progress, loss, checkpoints and curve points
-    reach the DB with each heartbeat (at most every ``heartbeat_s``; checkpoints at once).
-    Raises :class:`JobCancelled` when the job was cancelled or its lease taken over."""
+    """The runner's Reporter, backed by the queue through a background writer: the training loop
+    only records (progress, loss, checkpoints, curve points) in memory; one writer thread per job
+    sends them to the database, so a slow, locked or unreachable database never stalls a step.
+
+    Back-pressure policy (what happens while writes wait):
+
+    * progress / loss / heartbeats coalesce: only the latest is written;
+    * checkpoints coalesce too (the newest holds the whole trajectory) and go out at once; a
+      checkpoint is always written together with every curve point reported before it, so a job
+      resumed from it never misses a point;
+    * metric points are never dropped: they wait in memory, up to ``max_pending_points``; only past
+      that bound (hours of outage) does :meth:`metric` block until the writer makes room;
+    * the final flush is never dropped: :meth:`take_points` stops the writer and hands every point
+      not yet written to the caller, which writes them with the job's outcome (``finish``/``stop``).
+
+    Cancellation and lease loss still reach the runner: the writer (or the keep-alive thread) sets
+    :attr:`lost` and the next reporter call raises :class:`JobCancelled`.
+    """
 
     def __init__(self, queue: JobQueue, job_id: int, worker_id: str, *, heartbeat_s: float = 3.0,
-                 max_buffer: int = 1000, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_buffer: int = 1000, max_pending_points: int = 200_000,
+                 clock: Callable[[], float] = time.monotonic, start: bool = True) -> None:
         self.queue, self.job_id, self.worker_id = queue, job_id, worker_id
         self.heartbeat_s, self.max_buffer, self.clock = heartbeat_s, max_buffer, clock
+        self.max_pending_points = max(max_buffer, max_pending_points)
         self.step: int | None = None
         self.total: int | None = None
         self.loss: float | None = None
-        self.points: list[tuple[int, str, float]] = []
+        self.points: list[tuple[int, str, float]] = []    # reported, not yet written
         self._ckpt: dict[str, Any] | None = None
+        self._dirty = False                              # progress not yet written
+        self._busy = False                               # a write is in flight
         self._last = clock()
+        self._cond = threading.Condition()
+        self._closed = False
         self.flushes = 0
-        self.lost: str | None = None  # set by the keep-alive thread when the lease is gone
-        # flushes run inside the training loop: during a DB outage give up fast and carry the
-        # points to the next beat instead of stalling the GPU for the full backoff schedule
-        self.flush_attempts = 2
+        self.lost: str | None = None  # set by the writer / keep-alive thread when the lease is gone
+        # the writer's rounds: few retries each (so it notices close() soon), any number of rounds
+        self.flush_attempts = 3
+        self._writer = threading.Thread(target=self._write_loop, name=f"reporter-{job_id}", daemon=True)
+        if start:
+            self._writer.start()
 
+    # -- the runner's side: record and return --------------------------------------------------------
     def progress(self, step: int, total: int, loss: float | None = None) -> None:
-        self.step, self.total = step, total
-        if loss is not None:
-            self.loss = float(loss)
-        self._maybe_flush()
+        self._check()
+        with self._cond:
+            self.step, self.total = step, total
+            if loss is not None:
+                self.loss = float(loss)
+            self._dirty = True
+            if self.clock() - self._last >= self.heartbeat_s:
+                self._cond.notify()
 
     def metric(self, step: int, name: str, value: float) -> None:
-        self.points.append((int(step), name, float(value)))
-        self._maybe_flush(force=len(self.points) >= self.max_buffer)
+        self._check()
+        with self._cond:
+            while len(self.points) >= self.max_pending_points and not self._closed and self.lost is None:
+                self._cond.wait(0.5)  # back-pressure: points are kept, so at the bound the loop waits
+            self.points.append((int(step), name, float(value)))
+            if len(self.points) >= self.max_buffer:
+                self._cond.notify()
+        self._check()
 
     def heartbeat(self) -> None:
-        self._maybe_flush()
+        self._check()
+        with self._cond:
+            self._cond.notify()
 
     def checkpoint(self, ckpt: Checkpoint) -> None:
-        self._ckpt = ckpt.to_dict()
-        self._maybe_flush(force=True)
+        self._check()
+        with self._cond:
+            self._ckpt = ckpt.to_dict()
+            self._cond.notify()
 
-    def take_points(self) -> list[tuple[int, str, float]]:
-        out, self.points = self.points, []
-        return out
-
-    def _maybe_flush(self, force: bool = False) -> None:
+    def _check(self) -> None:
         if self.lost is not None:
             raise JobCancelled(self.lost)
-        if not force and self.clock() - self._last < self.heartbeat_s:
-            return
-        points = self.take_points()
-        try:
-            self.queue.heartbeat(self.job_id, self.worker_id, step=self.step, total=self.total, loss=self.loss,
-                                 checkpoint=self._ckpt, points=points, attempts=self.flush_attempts)
-        except LeaseLost as exc:
-            raise JobCancelled(str(exc)) from exc
-        except DatabaseError as exc:  # DB unreachable after retries: keep running, try again next beat
-            log.warning("heartbeat of job %s failed, will retry: %s", self.job_id, exc)
-            self.points = points + self.points
-            return
-        self._ckpt = None
-        self._last = self.clock()
-        self.flushes += 1
+
+    # -- the worker's side ---------------------------------------------------------------------------
+    def take_points(self) -> list[tuple[int, str, float]]:
+        """Stop the writer (after its write in flight) and return every point not yet written: the
+        caller writes them with the job's outcome, in the same transaction."""
+        self.close()
+        with self._cond:
+            out, self.points = self.points, []
+        return out
+
+    def close(self, *, flush: bool = False) -> None:
+        """Stop the writer thread. With ``flush``, write what is still pending once more here (a
+        worker giving its job back keeps the newest checkpoint); a failure is logged, not raised."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._writer.is_alive() and self._writer is not threading.current_thread():
+            self._writer.join()
+        if flush and self.lost is None:
+            batch = self._take()
+            if batch is not None:
+                try:
+                    self._send(batch, attempts=None)
+                except (LeaseLost, DatabaseError) as exc:
+                    log.warning("last heartbeat of job %s not written: %s", self.job_id, exc)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """True once nothing is pending nor in flight (tests; a worker never needs to wait)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.notify()
+            while self._busy or self._due(force=True):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.lost is not None or not self._writer.is_alive():
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    # -- the writer thread ---------------------------------------------------------------------------
+    def _due(self, force: bool = False) -> bool:
+        """Something to write now (caller holds the lock)."""
+        pending = self._dirty or bool(self.points) or self._ckpt is not None
+        if not pending:
+            return False
+        return (force or self._ckpt is not None or len(self.points) >= self.max_buffer
+                or self.clock() - self._last >= self.heartbeat_s)
+
+    def _take(self) -> dict[str, Any] | None:
+        """The pending state as one write (progress coalesced, checkpoint with the points before it)."""
+        with self._cond:
+            if not (self._dirty or self.points or self._ckpt is not None):
+                return None
+            batch = {"step": self.step, "total": self.total, "loss": self.loss, "checkpoint": self._ckpt,
+                     "points": self.points}
+            self.points, self._ckpt, self._dirty = [], None, False
+            return batch
+
+    def _give_back(self, batch: dict[str, Any]) -> None:
+        """A write that failed: its points go back in front, its checkpoint unless a newer one came."""
+        with self._cond:
+            self.points = batch["points"] + self.points
+            if self._ckpt is None:
+                self._ckpt = batch["checkpoint"]
+            self._dirty = True
+
+    def _send(self, batch: dict[str, Any], attempts: int | None) -> None:
+        self.queue.heartbeat(self.job_id, self.worker_id, step=batch["step"], total=batch["total"],
+                             loss=batch["loss"], checkpoint=batch["checkpoint"], points=batch["points"],
+                             attempts=attempts)
+        with self._cond:
+            self._last = self.clock()
+            self.flushes += 1
+
+    def _write_loop(self) -> None:
+        failures = 0
+        while True:
+            with self._cond:
+                while not self._closed and not self._due():
+                    left = self.heartbeat_s - (self.clock() - self._last)
+                    self._cond.wait(min(max(left, 0.01), max(self.heartbeat_s, 0.01)))
+                if self._closed:
+                    return
+                self._busy = True
+            batch = self._take()
+            try:
+                if batch is not None:
+                    self._send(batch, self.flush_attempts)
+                failures = 0
+            except LeaseLost as exc:
+                self.lost = str(exc)
+                return
+            except DatabaseError as exc:  # locked / unreachable: keep everything, try again soon
+                failures += 1
+                self._give_back(batch)
+                log.warning("heartbeat of job %s failed, will retry: %s", self.job_id, exc)
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+                    self._cond.wait(db_retry.backoff_delay(failures, 0.5, min(5.0, max(0.5, self.heartbeat_s))))
+                continue
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
 
 class KeepAlive(threading.Thread):
@@ -270,9 +393,8 @@ class Worker:
                       "register the worker")
         try:
             while self.max_jobs is None or len(self.stats.job_ids) < self.max_jobs:
-                claim = self._outlast(self._claim, "claim a job")
+                claim = self._outlast(self._claim, "claim a job")  # expired leases are reclaimed first
                 if claim is None:
-                    self._outlast(self.queue.requeue_expired, "requeue expired leases")
                     if not self.follow and self._outlast(lambda: self.queue.drained(self.plan_id), "count jobs"):
                         break
                     self._outlast(lambda: self.queue.touch_worker(self.id), "update the worker")
@@ -289,21 +411,10 @@ class Worker:
         return self.stats
 
     def _outlast(self, fn: Callable[[], Any], what: str) -> Any:
-        """``fn()``, called again while the database stays unreachable after the queue's own retries:
-        an outage must not kill the worker nor throw away a finished job's result. One error line
-        per round; gives up (raises the last error) after ``DB_PATIENCE_S``."""
-        deadline = time.monotonic() + DB_PATIENCE_S
-        for attempt in range(1, 1_000_000):
-            try:
-                return fn()
-            except TransientDatabaseError as exc:
-                if time.monotonic() >= deadline:
-                    raise
-                delay = db_retry.backoff_delay(attempt, 1.0, DB_WAIT_MAX_S)
-                log.error("database unreachable during %s: %s; worker %s waits %.1f s and tries again",
-                          what, exc, self.id, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """``fn()``, waited out through a database outage (:func:`zolab.db.retry.outlast`): an outage
+        must not kill the worker nor throw away a finished job's result."""
+        return db_retry.outlast(fn, what, who=f"worker {self.id}", patience_s=DB_PATIENCE_S,
+                                max_wait_s=DB_WAIT_MAX_S)
 
     def _claim(self) -> Claim | None:
         if not self.device.is_gpu:
@@ -327,6 +438,7 @@ class Worker:
             return self._run_claim(claim, reporter, free_at_start)
         finally:
             keepalive.stop()
+            reporter.close()
 
     def _run_claim(self, claim: Claim, reporter: DbReporter, free_at_start: int | None) -> str:
         try:
@@ -348,6 +460,7 @@ class Worker:
             self.stats.stopped += 1
             return "stopped"
         except (_Stop, KeyboardInterrupt):
+            reporter.close(flush=True)  # the newest checkpoint first: the next worker resumes from it
             self.queue.release(claim.job_id, self.id)
             self.stats.stopped += 1
             raise
@@ -416,6 +529,10 @@ class Worker:
 
 
 def _on_sigterm(_signum, _frame) -> None:
+    # one stop is enough: Ctrl-C reaches the whole process group and ``zolab run`` then sends SIGTERM
+    # too; a second signal must not cut short the hand-back of the job (release, refund) it started
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise _Stop()
 
 
@@ -431,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("ZOLAB_LOG", "WARNING"), format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigterm)
     worker = Worker(args.db, runner=args.runner, follow=args.follow, lease_s=args.lease_seconds,
                     poll_s=args.poll_seconds, plan_id=args.plan)
     try:

@@ -5,18 +5,19 @@ runs every job file in the folder and appends one *result line* per job; ``zolab
 those lines back into the database. This module is the one definition of both formats, so the GPU
 side (torch + transformers only) and the DB side agree.
 
-Job file ``DIR/job-000017.json``: the RunConfig's fields plus ``job_id`` (the key ``run-one``
-passes through to the job's result line)::
+Job file ``DIR/job-000017.json``: the RunConfig's fields plus ``job_id`` and ``plan_id`` (the keys
+``run-one`` passes through to the job's result line; ``zolab import`` requires both)::
 
-    {"job_id": 17, "method": "mezo", "model": "smollm2-135m", "task": "drugreview", "seed": 13, ...}
+    {"job_id": 17, "plan_id": 3, "method": "mezo", "model": "smollm2-135m", "task": "drugreview", "seed": 13, ...}
 
 ``DIR/meta/export.json`` (a subfolder, so ``run-one`` does not take it for a config) describes
 the export: plan, and per job id its key, variant, task and seed.
 
 Result line (``run-one``; ``points`` optional)::
 
-    {"job_id": 17, "config_hash": "...", "config": {...}, "result": {...Result...}, "points": [[step, name, value]]}
-    {"job_id": 17, "config_hash": "...", "error": "CUDA out of memory ..."}
+    {"job_id": 17, "plan_id": 3, "config_hash": "...", "config": {...}, "result": {...Result...},
+     "points": [[step, name, value]]}
+    {"job_id": 17, "plan_id": 3, "config_hash": "...", "error": "CUDA out of memory ..."}
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ class JobFile:
     config: RunConfig
     job_id: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)   # from meta/export.json: key, plan, variant, ...
+    plan_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, **self.config.to_dict()}
+        ids = {"job_id": self.job_id} if self.plan_id is None else {"job_id": self.job_id, "plan_id": self.plan_id}
+        return {**ids, **self.config.to_dict()}
 
 
 def job_filename(job_id: int) -> str:
@@ -99,12 +102,14 @@ def read_job(path: Path) -> JobFile:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")  # noqa: TRY004 - bad input, not a caller's bug
     job_id = data.pop("job_id", None)
+    plan_id = data.pop("plan_id", None)
     try:
         config = RunConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
     meta = read_manifest(path.parent).get("jobs", {}).get(str(job_id), {}) if job_id is not None else {}
-    return JobFile(config, int(job_id) if job_id is not None else None, meta)
+    return JobFile(config, int(job_id) if job_id is not None else None, meta,
+                   int(plan_id) if plan_id is not None else meta.get("plan_id"))
 
 
 def job_files(target: Path) -> list[Path]:
@@ -123,7 +128,8 @@ def job_files(target: Path) -> list[Path]:
 def result_line(job: JobFile, result: Result | None, points: list[tuple[int, str, float]] | None = None,
                 error: str | None = None) -> dict[str, Any]:
     """One JSON-lines record for ``zolab import`` (the shape ``zolab run-one`` writes)."""
-    line: dict[str, Any] = {"job_id": job.job_id, "config_hash": job.config.config_hash(), "config": job.config.to_dict()}
+    line: dict[str, Any] = {"job_id": job.job_id, "plan_id": job.plan_id, "config_hash": job.config.config_hash(),
+                            "config": job.config.to_dict()}
     if result is None:
         line["error"] = error or "failed"
     else:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import DateTime, delete, func, literal, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from zolab.db.models import (
     Ablation,
@@ -31,6 +32,31 @@ from zolab.db.session import dialect_name
 
 RUNNING = JobStatus.RUNNING.value
 QUEUED = JobStatus.QUEUED.value
+
+
+# -- the database's clock ---------------------------------------------------------------------------
+#: SQLite's ``strftime('%f')`` is "SS.SSS"; three zeros more give SQLAlchemy's own storage format
+#: ("YYYY-MM-DD HH:MM:SS.ffffff"), so SQL-made and Python-made times compare as strings correctly
+_SQLITE_NOW_FORMAT = "%Y-%m-%d %H:%M:%f000"
+
+
+def db_utcnow_expr(session: Session) -> ColumnElement[datetime]:
+    """The database server's current time as naive UTC (the models' convention), as SQL.
+
+    PostgreSQL: ``statement_timestamp() AT TIME ZONE 'UTC'`` (timestamptz -> naive UTC whatever the
+    session's TimeZone; the statement's start, not the transaction's as ``now()`` would be).
+    SQLite: ``strftime(.., 'now')``, which is UTC by definition (the clock of the host writing the file).
+    Leases are computed and compared with this clock only, so a worker whose own clock is off cannot
+    shorten or lengthen another worker's lease."""
+    if dialect_name(session) == "postgresql":
+        return type_coerce(func.timezone("UTC", func.statement_timestamp()), DateTime())
+    return type_coerce(func.strftime(literal(_SQLITE_NOW_FORMAT), literal("now")), DateTime())
+
+
+def db_now(session: Session) -> datetime:
+    """The database's current time (naive UTC): the clock every lease is measured with."""
+    value = session.scalar(select(db_utcnow_expr(session)))
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -52,6 +78,30 @@ def add_jobs(session: Session, jobs: Iterable[Job]) -> list[Job]:
         JobEvent(job_id=j.id, from_status=None, to_status=j.status, message="enqueued") for j in jobs
     )
     return jobs
+
+
+def insert_new_jobs(session: Session, jobs: Iterable[Job]) -> dict[str, int]:
+    """Insert the jobs whose key is not taken yet (``INSERT .. ON CONFLICT (key) DO NOTHING`` on
+    both backends) plus their 'queued' event; returns ``{key: id}`` of the rows this call inserted.
+
+    Two producers enqueueing the same plan at once never collide: the loser's rows are skipped by
+    the database itself, not by a read-then-write that both pass. Rows go in key order, so two such
+    transactions on PostgreSQL wait for each other instead of deadlocking."""
+    columns = [c.key for c in Job.__table__.columns if c.key != "id"]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for job in sorted(jobs, key=lambda j: j.key):
+        row = {c: getattr(job, c) for c in columns if getattr(job, c) is not None}  # None: column default
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    insert = _upsert_insert(session)
+    inserted: dict[str, int] = {}
+    for rows in groups.values():
+        stmt = insert(Job).on_conflict_do_nothing(index_elements=["key"]).returning(Job.id, Job.key)
+        inserted.update((key, job_id) for job_id, key in session.execute(stmt, rows))
+    if inserted:
+        session.add_all(JobEvent(job_id=job_id, from_status=None, to_status=QUEUED, message="enqueued")
+                        for job_id in sorted(inserted.values()))
+        session.flush()
+    return inserted
 
 
 def get_job(session: Session, job_id: int, *, lock: bool = False) -> Job | None:
@@ -85,6 +135,12 @@ def remaining_work(session: Session, plan_id: int | None = None) -> list[tuple[s
     if plan_id is not None:
         stmt = stmt.where(Job.plan_id == plan_id)
     return [tuple(r) for r in session.execute(stmt)]  # type: ignore[misc]
+
+
+def held_by(session: Session, worker_id: str) -> list[Job]:
+    """Running jobs whose lease ``worker_id`` holds, locked (a dead worker's jobs, to reclaim)."""
+    stmt = select(Job).where(Job.status == RUNNING, Job.lease_owner == worker_id).order_by(Job.id)
+    return list(session.scalars(stmt.with_for_update()))
 
 
 def running_on_device(session: Session, host: str, device: str) -> list[Job]:
@@ -121,8 +177,10 @@ def next_claimable(
     return session.scalars(stmt).first()
 
 
-def expired_leases(session: Session, now: datetime) -> list[Job]:
-    stmt = select(Job).where(Job.status == RUNNING, Job.lease_expires_at < now).order_by(Job.id)
+def expired_leases(session: Session, now: datetime | None = None) -> list[Job]:
+    """Running jobs whose lease ended before ``now`` (default: the database's clock), locked."""
+    cutoff = db_utcnow_expr(session) if now is None else now
+    stmt = select(Job).where(Job.status == RUNNING, Job.lease_expires_at < cutoff).order_by(Job.id)
     if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.scalars(stmt))
@@ -248,6 +306,13 @@ def touch_worker(session: Session, worker_id: str, *, stopped: bool = False) -> 
     session.execute(update(Worker).where(Worker.id == worker_id).values(**values))
 
 
+def live_workers_of_process(session: Session, host: str, pid: int) -> list[str]:
+    """Ids of the not-stopped worker rows of process ``pid`` on ``host`` (a process that died
+    without marking itself stopped; pids are unique among live processes, so all of them are dead)."""
+    stmt = select(Worker.id).where(Worker.host == host, Worker.pid == pid, Worker.stopped_at.is_(None))
+    return list(session.scalars(stmt))
+
+
 def list_workers(session: Session, *, active_only: bool = False) -> list[Worker]:
     stmt = select(Worker).order_by(Worker.started_at)
     if active_only:
@@ -262,13 +327,18 @@ __all__ = [
     "add_result",
     "add_worker",
     "count_results",
+    "db_now",
+    "db_utcnow_expr",
     "delete_points_after",
     "events_of",
     "existing_keys",
     "expired_leases",
     "get_job",
+    "held_by",
+    "insert_new_jobs",
     "jobs_of_plan",
     "list_workers",
+    "live_workers_of_process",
     "max_queued_memory",
     "next_claimable",
     "plan_parts",

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from zolab.db.repo import jobs as repo
-from zolab.db.retry import retry_on_transient
+from zolab.db.retry import outlast, retry_on_transient
 from zolab.db.session import session_scope
-from zolab.platform.executors.local import Progress, snapshot, watch
+from zolab.platform.executors.local import Progress, sigterm_as_interrupt, snapshot, watch
 from zolab.platform.queue import JobQueue
 from zolab.platform.worker import RUNNER_ENV
 
@@ -70,7 +70,7 @@ def run_ray(
     tasks (each worker gives its job back with its checkpoint)."""
     import ray
 
-    JobQueue(url).requeue_expired()
+    outlast(lambda: JobQueue(url).requeue_expired(), "requeue expired leases", who="zolab run")
     root = str(Path(__file__).resolve().parents[3])
     env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
     if runner or os.environ.get(RUNNER_ENV):
@@ -99,13 +99,14 @@ def run_ray(
             for ref in refs:
                 ray.cancel(ref)
 
-        watch(url, plan_id, alive, show_progress=show_progress, poll_s=poll_s, console=console,
-              on_tick=on_tick, on_interrupt=cancel)
+        with sigterm_as_interrupt():
+            watch(url, plan_id, alive, workers=workers, show_progress=show_progress, poll_s=poll_s,
+                  console=console, on_tick=on_tick, on_interrupt=cancel)
         ray.get(refs)  # a task that raised raises here; per-worker counts: the database holds the truth
     finally:
         if started:
             ray.shutdown()
-    return snapshot(url, plan_id, workers)
+    return outlast(lambda: snapshot(url, plan_id, workers, running=0), "read the final progress", who="zolab run")
 
 
 __all__ = ["gpu_fraction", "run_ray"]
