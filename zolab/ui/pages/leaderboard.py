@@ -1,11 +1,12 @@
-"""Leaderboard: per plan and task, one row per variant with mean and 95% CI over seeds,
-memory, GPU hours and deltas vs the baseline; sortable; CSV download."""
+"""Leaderboard: per plan and task, one row per variant (mean ± 95% CI over seeds, percentages,
+differences from the baseline), empty columns hidden, CSV download; select a row (or pick a
+variant) for its drill-down: config diff vs the baseline, per-seed values and curves, job logs."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from zolab.ui import data
+from zolab.ui import data, drilldown, tables
 from zolab.ui.widgets import empty_state, plan_picker
 
 st.title("Leaderboard")
@@ -19,20 +20,29 @@ if not tasks:
     st.stop()
 task = st.selectbox("Task", ["(all tasks)", *tasks], key="lb_task")
 rows = data.leaderboard(plan_id, None if task == "(all tasks)" else task)
-frame = data.leaderboard_frame(rows)
-num = {"format": "%.4f"}
-st.dataframe(
-    frame, hide_index=True, width="stretch", key="leaderboard_table",
+frame, hidden = tables.drop_empty(tables.leaderboard_frame(rows), keep=("variant id",))
+event = st.dataframe(
+    frame, hide_index=True, width="stretch", key="leaderboard_table", on_select="rerun", selection_mode="single-row",
+    column_order=[c for c in frame.columns if c != "variant id"],
     column_config={
-        **{c: st.column_config.NumberColumn(c, **num) for c in
-           ("accuracy", "accuracy ±95% CI", "Δ accuracy", "F1", "F1 ±95% CI", "Δ F1",
-            "GPU hours (mean)", "GPU hours (total)", "Δ GPU hours")},
-        **{c: st.column_config.NumberColumn(c, format="%.2f") for c in
-           ("peak mem allocated (GiB)", "peak mem reserved (GiB)", "peak RSS (GiB)", "Δ peak mem (GiB)",
-            "wall time (s)")},
+        "variant": st.column_config.TextColumn("variant", pinned=True, width="medium",
+                                               help="★ marks the baseline; select a row for its details"),
+        "task": st.column_config.TextColumn("task", width="small"),
+        "seeds": st.column_config.NumberColumn("seeds", width="small"),
+        **{c: st.column_config.NumberColumn(c, format="%.2f", width="small") for c in
+           ("peak GPU mem (GiB)", "peak RSS (GiB)", "wall time (s)")},
+        "GPU hours": st.column_config.NumberColumn("GPU hours", format="%.4f", width="small"),
     },
 )
-st.caption("Means over finished seeds; ± is the 95% Student-t half-width (blank for one seed). "
-           "Δ columns are differences from the baseline row of the same task. Click a header to sort.")
-st.download_button("Download CSV", frame.to_csv(index=False).encode(), file_name=f"zolab-plan{plan_id}-leaderboard.csv",
-                   mime="text/csv", key="lb_csv")
+st.caption("Means over finished seeds; ± is the 95% Student-t half-width (none for one seed). Δ columns are "
+           "differences from the baseline (★) of the same task, in percentage points. Select a row for its details.")
+if sentence := tables.hidden_sentence(hidden):
+    st.caption(sentence)
+st.download_button("Download CSV", tables.export_csv(tables.leaderboard_export(rows)),
+                   file_name=f"zolab-plan{plan_id}-leaderboard.csv", mime="text/csv", key="lb_csv")
+
+# ---------------------------------------------------------------- drill-down
+selected = event["selection"]["rows"] if event is not None else []
+if selected:
+    drilldown.choose(int(frame.iloc[selected[0]]["variant id"]))
+drilldown.show(plan_id, None if task == "(all tasks)" else task)
