@@ -2,7 +2,8 @@
 
 * :mod:`.plan_cmds` — ``plan validate|upload|list|show|expand``
 * :mod:`.db_cmds` — ``db upgrade|current``
-* :mod:`.run_cmds` — ``run``, ``worker``, ``status``, ``leaderboard``, ``cancel``, ``retry``, ``demo``
+* :mod:`.run_cmds` — ``run``, ``worker``, ``status``, ``leaderboard``, ``cancel``, ``retry``
+* :mod:`.demo_cmds` — ``demo`` (the quickstart plan end to end, tuning included)
 * :mod:`.runone_cmds` — ``run-one``
 * :mod:`.transfer_cmds` — ``export``, ``import`` (air-gapped GPU boxes)
 * :mod:`.assets_cmds` — ``assets fetch|list``
@@ -27,7 +28,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "runone_cmds", "transfer_cmds", "assets_cmds", "ui_cmds", "tune_cmds")
+_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "runone_cmds", "transfer_cmds", "assets_cmds", "ui_cmds", "tune_cmds",
+            "demo_cmds")
 
 for _name in _MODULES:
     try:

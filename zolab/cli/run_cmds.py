@@ -1,4 +1,4 @@
-"""``zolab run | worker | status | leaderboard | cancel | retry | demo``: executing plans.
+"""``zolab run | worker | status | leaderboard | cancel | retry``: executing plans.
 
 ``run`` uploads a plan file (or takes a stored plan id), expands it into jobs with estimates,
 checks the budget, enqueues idempotently and drains the queue with local worker processes or Ray.
@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 bad input / refused (over budget) / jobs failed, 2 database 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -18,7 +17,6 @@ from rich.table import Table
 from zolab.cli.common import EXIT_BAD_INPUT, console, fail, guard
 
 DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
-DEMO_PLAN = "quickstart.yaml"
 
 
 def _gib(n: float | None) -> str:
@@ -267,27 +265,6 @@ def retry_cmd(job: int = typer.Argument(..., help="Job id."), db: str | None = D
     console.print(f"job {job} queued again")
 
 
-def demo_cmd(
-    workers: int = typer.Option(2, "--workers", "-w", min=1),
-    db: str | None = typer.Option(None, "--db", help="Database (default: ZOLAB_DB or a fresh ./zolab-demo.db)."),
-) -> None:
-    """Run ablations/quickstart.yaml end to end on CPU (tiny model, SQLite, 2 workers), then the leaderboard."""
-    from zolab import config
-
-    plan_file = config.ABLATIONS_DIR / DEMO_PLAN
-    if not plan_file.is_file():
-        fail(f"demo plan not found: {plan_file}")
-    if db is None and not os.environ.get("ZOLAB_DB"):
-        path = Path("zolab-demo.db").resolve()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        db = str(path)
-    url = _db(db)
-    console.print(f"[bold]zolab demo[/]: {plan_file.name} on {escape(url)} with {workers} CPU workers")
-    run_cmd(plan=str(plan_file), dry_run=False, force=False, executor="local", workers=workers,
-            estimate_for="cpu", lease_seconds=None, no_progress=False, db=url)
-
-
 def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
     app.command("worker")(worker_cmd)
@@ -295,4 +272,3 @@ def register(app: typer.Typer) -> None:
     app.command("leaderboard")(leaderboard_cmd)
     app.command("cancel")(cancel_cmd)
     app.command("retry")(retry_cmd)
-    app.command("demo")(demo_cmd)
