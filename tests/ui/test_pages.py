@@ -303,7 +303,8 @@ def test_leaderboard_values_equal_fixture_aggregates(page, sqlite_url):
     vals = [r["accuracy"] for r in seeded.results if r["variant_id"] == seeded.baseline_id and r["task"] == first["task"]]
     assert first["accuracy_pct"] == pytest.approx(100 * statistics.fmean(vals), rel=1e-3)
     at.selectbox(key="lb_task").set_value("rte").run()
-    assert set(frame(at, "accuracy (%)")["task"]) == {"rte"}
+    assert len(frame(at, "accuracy (%)")) == 3 and "task" not in frame(at, "accuracy (%)").columns
+    assert any(c.value.startswith("Task rte.") for c in at.caption)  # one task: named once, not per row
 
 
 def _csv_bytes(at) -> bytes:
@@ -550,10 +551,14 @@ def test_tuning_page_shows_a_study(page, sqlite_url):
                    - (t.suggest_float("eps", 1e-4, 1e-2, log=True) - 1e-3) ** 2, n_trials=6)
     at = page("tuning")
     _no_exceptions(at)
-    assert list(frame(at, "study")["study"]) == ["p1:v1:sst2"]
-    assert frame(at, "study")["complete"].iloc[0] == 6
-    best = frame(at, "lr")
+    studies = frame(at, "variant · task")
+    assert list(studies["variant · task"]) == ["p1:v1:sst2"]  # no zolab attributes: the study's own name
+    assert studies["complete"].iloc[0] == 6
+    best = next(d.value for d in at.dataframe if sorted(d.value.columns) == sorted(study.best_params))
     assert best["lr"].iloc[0] == pytest.approx(study.best_params["lr"])
+    trials = frame(at, "dev accuracy (%)")
+    assert list(trials["state"]) == ["complete"] * 6
+    assert trials["dev accuracy (%)"].max() == pytest.approx(100 * study.best_value)
     assert len(at.get("plotly_chart")) == 3  # history, importances (6 >= 5 completed), slice
 
 

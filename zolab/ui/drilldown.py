@@ -38,7 +38,7 @@ def show(plan_id: int, task: str | None) -> None:
                        format_func=lambda i: ("★ " if by_id[i].is_baseline else "") + by_id[i].label)
     v = by_id[vid]
 
-    left, right = st.columns([2, 3])
+    left, right = st.columns(2)
     with left:
         st.markdown("**What it changes against the baseline**")
         diff = tables.config_diff(base.config, v.config)
@@ -50,20 +50,25 @@ def show(plan_id: int, task: str | None) -> None:
             st.dataframe(diff, hide_index=True, width="stretch", key="drill_diff")
         if v.ablations:
             plain("Serves: " + "; ".join(map(str, v.ablations)))
-        if v.tuned_params:
-            st.markdown("**Tuned by Optuna** (used by the final seeds instead of the values above)")
-            st.dataframe(tables.tuned_frame(v.tuned_params), hide_index=True, width="stretch", key="drill_tuned")
     with right:
-        st.markdown("**Per seed, against the baseline on the same seed**")
-        results = [r for r in data.seed_results([v.id, base.id]) if task is None or r.task == task]
-        mine = [r for r in results if r.variant_id == v.id]
-        if not mine:
-            st.caption("No finished seed yet.")
+        if v.tuned_params:
+            st.markdown("**Tuned by Optuna** (the final seeds run with these instead)")
+            st.dataframe(tables.tuned_frame(v.tuned_params), hide_index=True, width="stretch", key="drill_tuned")
         else:
-            frame, _ = tables.drop_empty(tables.seeds_frame(mine, [r for r in results if r.variant_id == base.id]))
-            st.dataframe(frame, hide_index=True, width="stretch", key="drill_seeds",
-                         column_config={c: st.column_config.NumberColumn(c, format="%.1f") for c in frame.columns
-                                        if c.endswith(("(%)", "(pts)"))})
+            st.caption("Not tuned: the final seeds run with the configuration as planned.")
+
+    st.markdown("**Per seed, against the baseline on the same seed**")
+    results = [r for r in data.seed_results([v.id, base.id]) if task is None or r.task == task]
+    mine = [r for r in results if r.variant_id == v.id]
+    if not mine:
+        st.caption("No finished seed yet.")
+    else:
+        frame, _ = tables.drop_empty(tables.seeds_frame(mine, [r for r in results if r.variant_id == base.id]))
+        if frame["task"].nunique() == 1:
+            frame = frame.drop(columns=["task"])
+        st.dataframe(frame, hide_index=True, width="stretch", key="drill_seeds", placeholder="",
+                     column_config={c: st.column_config.NumberColumn(c, format="%.1f") for c in frame.columns
+                                    if c.endswith(("(%)", "(pts)", "(s)"))})
 
     points = data.curves([v.id], task=task)
     if points.empty:

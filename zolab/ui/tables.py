@@ -96,19 +96,24 @@ def export_csv(frame: pd.DataFrame, sig: int = 4) -> bytes:
 
 
 # -- plans ----------------------------------------------------------------------------------------
+def job_states_text(counts: Mapping[str, int]) -> str:
+    """``18 queued · 2 running · 7 succeeded`` (states in queue order, zeros left out)."""
+    return " · ".join(f"{counts[s]} {s}" for s in dash.job_status_values() if counts.get(s))
+
+
 def plans_frame(rows: Sequence[plans_repo.PlanSummary], with_results: Iterable[int] = ()) -> pd.DataFrame:
-    statuses = dash.job_status_values()
+    """The stored plans, newest first: one "job states" cell instead of a column per state (fits 1280 px)."""
     done = set(with_results)
     return pd.DataFrame(
         [
             {"id": p.id, "name": p.name, "format": p.format, "file": p.source_name,
              "created (UTC)": p.created_at, "ablations": p.n_ablations, "variants": p.n_variants,
-             "jobs": p.n_jobs, "results": "yes" if p.id in done else "",
-             **{s: p.job_counts.get(s, 0) for s in statuses}}
+             "jobs": p.n_jobs, "job states": job_states_text(p.job_counts),
+             "results": "yes" if p.id in done else ""}
             for p in rows
         ],
-        columns=["id", "name", "format", "file", "created (UTC)", "ablations", "variants", "jobs", "results",
-                 *statuses],
+        columns=["id", "name", "format", "file", "created (UTC)", "ablations", "variants", "jobs", "job states",
+                 "results"],
     )
 
 
@@ -211,11 +216,10 @@ def seeds_frame(mine: Sequence[dash.SeedResult], baseline: Sequence[dash.SeedRes
                     "accuracy (%)": pct(r.accuracy),
                     "baseline accuracy (%)": None if b is None else pct(b.accuracy),
                     "Δ vs baseline (pts)": None if b is None else pct(r.accuracy - b.accuracy),
-                    "F1 (%)": pct(r.f1), "dev accuracy (%)": pct(r.dev_accuracy), "final loss": r.final_loss,
-                    "wall time (s)": r.wall_time_s, "job": r.job_id})
+                    "F1 (%)": pct(r.f1), "final loss": r.final_loss, "wall time (s)": r.wall_time_s,
+                    "job": r.job_id})
     return pd.DataFrame(out, columns=["task", "seed", "status", "accuracy (%)", "baseline accuracy (%)",
-                                      "Δ vs baseline (pts)", "F1 (%)", "dev accuracy (%)", "final loss",
-                                      "wall time (s)", "job"])
+                                      "Δ vs baseline (pts)", "F1 (%)", "final loss", "wall time (s)", "job"])
 
 
 def events_frame(events: Sequence[dash.EventRow]) -> pd.DataFrame:
@@ -259,6 +263,7 @@ __all__ = [
     "events_frame",
     "export_csv",
     "hidden_sentence",
+    "job_states_text",
     "jobs_frame",
     "leaderboard_export",
     "leaderboard_frame",

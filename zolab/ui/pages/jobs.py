@@ -96,23 +96,37 @@ def job_table() -> None:
         empty_state("No jobs match. Launch a plan on the Plans page, or run", "zolab run <plan id>")
         return
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    frame, hidden = tables.drop_empty(tables.jobs_frame(rows, now), keep=("id", "variant", "status", "worker"))
+    # only the error column comes and goes: the others stay put while jobs start and end
+    # only the error column comes and goes: the others stay put while jobs start and end
+    frame, hidden = tables.drop_empty(tables.jobs_frame(rows, now), keep=[c for c in tables.JOB_COLUMNS if c != "error"])
+    one_task = frame["task"].nunique() == 1
+    if one_task:  # named once below instead of in every row (the table fits 1280 px)
+        frame = frame.drop(columns=["task"])
     st.dataframe(
-        frame, hide_index=True, width="stretch", key=TABLE, on_select="rerun", selection_mode="multi-row",
+        frame, hide_index=True, width="stretch", key=TABLE, placeholder="", on_select="rerun", selection_mode="multi-row",
         column_config={
-            "id": st.column_config.NumberColumn("id", width="small", pinned=True),
-            "variant": st.column_config.TextColumn("variant", width="medium", pinned=True),
+            "id": st.column_config.NumberColumn("id", width=45, pinned=True),
+            "variant": st.column_config.TextColumn("variant", width=140, pinned=True),
+            "task": st.column_config.TextColumn("task", width=110),
+            "seed": st.column_config.NumberColumn("seed", width=45),
+            "stage": st.column_config.TextColumn("stage", width=65),
+            "status": st.column_config.TextColumn("status", width=80),
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
-                                                        width="small"),
-            "loss": st.column_config.NumberColumn("loss", format="%.4g", width="small"),
-            "seed": st.column_config.NumberColumn("seed", width="small"),
-            "start (UTC)": st.column_config.DatetimeColumn("start (UTC)", format="HH:mm:ss", width="small"),
-            "end (UTC)": st.column_config.DatetimeColumn("end (UTC)", format="HH:mm:ss", width="small"),
-            "duration (s)": st.column_config.NumberColumn("duration (s)", format="%.1f", width="small"),
-            "error": st.column_config.TextColumn("error", width="large"),
+                                                        width=80),
+            "loss": st.column_config.NumberColumn("loss", format="%.4g", width=55),
+            "attempts": st.column_config.TextColumn("tries", width=55, help="attempts / allowed"),
+            "start (UTC)": st.column_config.DatetimeColumn("start", format="HH:mm:ss", width=70,
+                                                           help="first claim (UTC)"),
+            "end (UTC)": st.column_config.DatetimeColumn("end", format="HH:mm:ss", width=70, help="UTC"),
+            "duration (s)": st.column_config.NumberColumn("time (s)", format="%.1f", width=65,
+                                                          help="from the first claim to the end (or now)"),
+            "worker": st.column_config.TextColumn("worker", width=90, help="host:pid of the worker that ran it"),
+            "error": st.column_config.TextColumn("error", width=200, help="the error's last line (full text in "
+                                                 "the Leaderboard page's variant details)"),
         },
     )
-    notes = [f"Showing the first {data.JOB_LIMIT} jobs."] if len(rows) >= data.JOB_LIMIT else []
+    notes = [f"Task {rows[0].task}."] if one_task else []
+    notes += [f"Showing the first {data.JOB_LIMIT} jobs."] if len(rows) >= data.JOB_LIMIT else []
     if sentence := tables.hidden_sentence(hidden):
         notes.append(sentence)
     if notes:
@@ -121,7 +135,7 @@ def job_table() -> None:
     selected = [rows[i].id for i in rows_selected if i < len(rows)]
     st.caption(("Selected: job " + ", ".join(map(str, selected)) + ". Live refresh is paused.") if selected
                else "Select rows (the boxes at the left of the table) to cancel or retry them.")
-    b1, b2, _ = st.columns([1, 1, 4])
+    b1, b2, _ = st.columns([2, 2, 5])
     if b1.button(f"Cancel {len(selected)} selected", key="cancel_selected", disabled=not selected):
         _act("cancel", selected)
     if b2.button(f"Retry {len(selected)} selected", key="retry_selected", disabled=not selected):

@@ -21,20 +21,26 @@ if not tasks:
 task = st.selectbox("Task", ["(all tasks)", *tasks], key="lb_task")
 rows = data.leaderboard(plan_id, None if task == "(all tasks)" else task)
 frame, hidden = tables.drop_empty(tables.leaderboard_frame(rows), keep=("variant id",))
+one_task = frame["task"].nunique() == 1
+if one_task:  # the task is named below the table instead of in every row
+    frame = frame.drop(columns=["task"])
 event = st.dataframe(
-    frame, hide_index=True, width="stretch", key="leaderboard_table", on_select="rerun", selection_mode="single-row",
+    frame, hide_index=True, width="stretch", key="leaderboard_table", placeholder="", on_select="rerun", selection_mode="single-row",
     column_order=[c for c in frame.columns if c != "variant id"],
     column_config={
         "variant": st.column_config.TextColumn("variant", pinned=True, width="medium",
                                                help="★ marks the baseline; select a row for its details"),
         "task": st.column_config.TextColumn("task", width="small"),
+        **{c: st.column_config.TextColumn(c, alignment="right") for c in
+           ("accuracy (%)", "Δ accuracy (pts)", "F1 (%)", "Δ F1 (pts)")},
         "seeds": st.column_config.NumberColumn("seeds", width="small"),
         **{c: st.column_config.NumberColumn(c, format="%.2f", width="small") for c in
            ("peak GPU mem (GiB)", "peak RSS (GiB)", "wall time (s)")},
         "GPU hours": st.column_config.NumberColumn("GPU hours", format="%.4f", width="small"),
     },
 )
-st.caption("Means over finished seeds; ± is the 95% Student-t half-width (none for one seed). Δ columns are "
+st.caption((f"Task {rows[0].task}. " if one_task else "")
+           + "Means over finished seeds; ± is the 95% Student-t half-width (none for one seed). Δ columns are "
            "differences from the baseline (★) of the same task, in percentage points. Select a row for its details.")
 if sentence := tables.hidden_sentence(hidden):
     st.caption(sentence)

@@ -19,7 +19,16 @@ plans = data.plans()
 st.subheader("Stored plans")
 if plans:
     st.dataframe(tables.plans_frame(plans, data.plans_with_results()), hide_index=True, width="stretch",
-                 key="plan_list")
+                 key="plan_list", column_config={
+                     "id": st.column_config.NumberColumn(width=40),
+                     "name": st.column_config.TextColumn(pinned=True, width=180),
+                     "format": st.column_config.TextColumn(width=75), "file": st.column_config.TextColumn(width=120),
+                     "created (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=120),
+                     "ablations": st.column_config.NumberColumn(width=70),
+                     "variants": st.column_config.NumberColumn(width=65),
+                     "jobs": st.column_config.NumberColumn(width=45),
+                     "job states": st.column_config.TextColumn(width=130),
+                     "results": st.column_config.TextColumn(width=55)})
 else:
     no_plans()
 
@@ -97,10 +106,14 @@ def _launch_section() -> None:
     plan_id = plan_picker("launch_plan", label="Plan to launch")
     abl = data.ablations(plan_id)
     if abl:
-        st.dataframe(pd.DataFrame([{"ablation": a.name, "ablated part": a.ablated_part, "action": a.action,
-                                    "component": a.component or "", "status": a.status,
-                                    "explanation": a.explanation, "overridden": a.overridden} for a in abl]),
-                     hide_index=True, width="stretch", key="stored_ablations")
+        st.dataframe(pd.DataFrame([{"ablation": a.name, "component": a.component or "",
+                                    "status": a.status + (" (overridden)" if a.overridden else ""),
+                                    "explanation": a.explanation} for a in abl]),
+                     hide_index=True, width="stretch", key="stored_ablations", column_config={
+                         "ablation": st.column_config.TextColumn(pinned=True, width="medium"),
+                         "component": st.column_config.TextColumn(width="small"),
+                         "status": st.column_config.TextColumn(width="small"),
+                         "explanation": st.column_config.TextColumn(width="large")})
     try:
         exp = actions.expansion(plan_id)
     except Exception as exc:  # noqa: BLE001  (scheduler refusals are shown, not raised)

@@ -9,7 +9,7 @@ import streamlit as st
 
 from zolab.ui import data, tables
 from zolab.ui.charts import LEGEND_BELOW
-from zolab.ui.widgets import empty_state, plain, plan_picker
+from zolab.ui.widgets import empty_state, md_escape, plain, plan_picker
 
 #: parameter importances (fANOVA) from fewer completed trials than this are noise: not drawn
 MIN_TRIALS_PER_PARAM = 2
@@ -49,19 +49,20 @@ counts = data.study_counts(tuple(s["study"] for s in mine))
 st.dataframe(
     pd.DataFrame([{"variant · task": label(s), "trials": f"{s['trials']}/{s['attrs'].get('trials', s['trials'])}",
                    **counts[s["study"]],
-                   "best dev accuracy (%)": tables.pct(s["best value"]), "study": s["study"]} for s in mine]),
+                   "best dev accuracy (%)": tables.pct(s["best value"])} for s in mine]),
     hide_index=True, width="stretch", key="studies",
     column_config={"variant · task": st.column_config.TextColumn(pinned=True, width="medium"),
                    "best dev accuracy (%)": st.column_config.NumberColumn(format="%.1f")},
 )
 by_name = {s["study"]: s for s in mine}
 name = st.selectbox("Study", list(by_name), format_func=lambda n: label(by_name[n]), key="study")
+st.caption(f"Optuna study {md_escape(name)} (for optuna-dashboard or `zolab tune-status`).")
 study = data.load_study(name)
 trials = study.trials
 params = list(dict.fromkeys(p for t in trials for p in t.params))
 st.subheader("Trials")
 st.dataframe(tables.trials_frame(trials, data.trial_jobs(name), params), hide_index=True, width="stretch",
-             key="trials", column_config={c: st.column_config.NumberColumn(format="%.1f")
+             key="trials", placeholder="", column_config={c: st.column_config.NumberColumn(format="%.1f")
                                           for c in ("dev accuracy (%)", "last reported (%)")})
 complete = [t for t in trials if t.state.name == "COMPLETE"]
 if not complete:
