@@ -9,13 +9,19 @@ TORCH_PIN ?= torch==2.13.0
 
 .PHONY: install assets demo test test-slow test-all lint bench clean
 
+# Install progress is visible: one line per step, and pip's own output (no -q) on the long ones.
 $(STAMP): pyproject.toml
+	@echo "==> [1/4] virtual environment in $(VENV)"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "==> [2/4] upgrading pip"
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_PIN)
-	$(BIN)/python -m pip install -q -e '.[dev,ray]'
+	@echo "==> [3/4] $(TORCH_PIN), CPU wheel first (a few hundred MB; the longest step)"
+	$(BIN)/python -m pip install --progress-bar on $(TORCH_PIN)
+	@echo "==> [4/4] zolab and its dependencies (editable, extras dev + ray)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,ray]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+	@echo "==> installed: $(BIN)/zolab"
 
 install: $(STAMP)
 

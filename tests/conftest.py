@@ -4,9 +4,10 @@ Database fixtures (each gives a *fresh, migrated* database and sets ``ZOLAB_DB``
 that calls ``get_engine()`` / ``session_scope()`` without a URL uses it too):
 
 * ``db_url``   -- parametrized over ``sqlite`` and ``postgres``: a test that takes it runs on both.
-  ``postgres`` runs only when ``ZOLAB_TEST_PG_URL`` is set (otherwise skipped with a visible
-  reason) and carries the ``postgres`` marker; if the variable is set but the server cannot be
-  reached the test FAILS (never a silent skip).
+  ``postgres`` runs only when ``ZOLAB_TEST_PG_URL`` is set and carries the ``postgres`` marker;
+  without the variable every PostgreSQL test is deselected and the reason is printed ONCE at the
+  end of the run (not one "skipped" line per test); if the variable is set but the server cannot
+  be reached the test FAILS (never a silent skip).
 * ``sqlite_url`` -- SQLite only: a copy of a migrated template file in ``tmp_path``.
 * ``pg_url``     -- PostgreSQL only (same rules as above): a database ``zolab_t_<hex>`` that no
   other test uses at the same time, cloned from a migrated template database made once per test
@@ -31,6 +32,37 @@ from pathlib import Path
 import pytest
 
 PG_ENV = "ZOLAB_TEST_PG_URL"
+
+
+# ---------------------------------------------------------------- PostgreSQL: deselected, said once
+_PG_REASON = f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+_PG_FIXTURES = {"pg_url", "_pg_admin", "_pg_template"}
+
+
+def _needs_postgres(item: pytest.Item) -> bool:
+    return item.get_closest_marker("postgres") is not None or bool(_PG_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``ZOLAB_TEST_PG_URL``, PostgreSQL tests are deselected (counted, reason said once)."""
+    if os.environ.get(PG_ENV):
+        return
+    keep, dropped = [], []
+    for item in items:
+        (dropped if _needs_postgres(item) else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        config.stash[_PG_DESELECTED] = len(dropped)
+
+
+_PG_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    n = config.stash.get(_PG_DESELECTED, 0)
+    if n:
+        terminalreporter.write_line(f"{n} PostgreSQL test(s) deselected: {_PG_REASON}", yellow=True)
 
 
 # ---------------------------------------------------------------- engine hygiene
@@ -69,7 +101,7 @@ def sqlite_url(_sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.Monke
 def _pg_server_url() -> str:
     raw = os.environ.get(PG_ENV)
     if not raw:
-        pytest.skip(f"PostgreSQL tests need {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(_PG_REASON)
     return raw
 
 

@@ -58,7 +58,7 @@ def test_dry_run_prints_jobs_totals_and_verdict_and_enqueues_nothing(cli, sqlite
     assert res.exit_code == 0, res.output
     assert "4 jobs = 2 variants x 1 tasks x 2 seeds" in res.output
     assert "eps=0.01" in res.output and "bigger eps" in res.output
-    assert "within budget: estimated" in res.output and "of 10.000 GPU hours" in res.output
+    assert "within budget: estimated" in res.output and "CPU-hours on this machine of 10.000" in res.output
     assert _jobs(sqlite_url) == []
 
 

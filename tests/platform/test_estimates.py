@@ -1,17 +1,29 @@
-"""Memory and step-time estimates: parameter counts, method ordering, learning from finished runs."""
+"""Memory and time estimates: parameter counts, method ordering, the H100 anchor, the knobs' forwards,
+device classes and cards named, recalibration from finished runs, preview = stored plan."""
 
 from __future__ import annotations
 
 import pytest
 
 from zolab.db.repo.jobs import StepTimeSample
+from zolab.platform import estimates
 from zolab.platform.estimates import (
+    ANCHOR,
+    CARDS,
+    CPU_CARD,
     StepTimeModel,
     UnknownModelError,
+    card_for,
+    card_named,
+    default_estimate_device,
     default_step_seconds,
     estimate_job,
     estimate_memory,
+    eval_seconds,
+    job_seconds,
     model_shape,
+    step_seconds,
+    step_work,
     trainable_params,
 )
 from zolab.runners.config import RunConfig
@@ -58,11 +70,67 @@ def test_memory_by_method_follows_the_design_rules():
 def test_default_step_time_scales_with_work():
     c = RunConfig(model="tiny-opt", device="cpu")
     t = default_step_seconds(c)
-    no_eval = c.replace(eval_every=10**9)
-    assert default_step_seconds(no_eval.replace(n_samples=4)) == pytest.approx(4 * default_step_seconds(no_eval))
+    q4 = c.replace(n_samples=4)
+    assert step_work(q4).forwards == 4 * step_work(c).forwards == 8
+    assert 3.0 < step_seconds(q4, CPU_CARD) / step_seconds(c, CPU_CARD) <= 4.0  # 4x forwards, 3x passes
     assert default_step_seconds(c.replace(batch_size=64)) > t
     assert default_step_seconds(c.replace(method="one-point-rf")) < t
     assert default_step_seconds(c, "gpu") < t
+
+
+def test_the_h100_anchor():
+    """MeZO at OPT-1.3B, batch 16, length 128, fp16 on an H100: 0.130 s a step (the reference-style step)."""
+    cfg = RunConfig(method="mezo", model="facebook/opt-1.3b", batch_size=16, max_length=128, dtype="float16")
+    assert (ANCHOR.model, ANCHOR.card, ANCHOR.seconds) == ("facebook/opt-1.3b", "H100", 0.130)
+    assert step_seconds(cfg, CARDS["H100"]) == pytest.approx(0.130, rel=1e-9)
+    # other cards: scaled by their datasheet throughput and bandwidth; fp32 capped by the FP32 peak
+    assert step_seconds(cfg, CARDS["A100"]) > step_seconds(cfg, CARDS["H100"]) > step_seconds(cfg, CARDS["H200"])
+    assert step_seconds(cfg.replace(dtype="float32"), CARDS["H100"]) > 1.3 * step_seconds(cfg, CARDS["H100"])
+    assert 0.0 < estimates.gpu_utilisation() < 1.0
+    # FO-Adam costs forward + backward (3 forwards), MeZO 2: per step FO is dearer
+    assert step_seconds(cfg.replace(method="fo-adam"), CARDS["H100"]) > step_seconds(cfg, CARDS["H100"])
+
+
+def test_the_knobs_change_forwards_per_step():
+    c = RunConfig(model="tiny-opt", n_samples=3)
+    assert step_work(c).forwards == 6                                        # central: 2q
+    assert step_work(c.replace(estimator="forward")).forwards == 4           # one-sided: q + 1
+    assert step_work(c.replace(estimator="one-point")).forwards == 3         # one-point: q (1 at q = 1)
+    assert step_work(c.replace(estimator="one-point", n_samples=1)).forwards == 1
+    assert step_work(c.replace(method="one-point-rf", n_samples=1)).forwards == 1
+    assert step_work(c.replace(method="fo-adam")).forwards == 3              # forward + backward
+    assert step_work(c.replace(method="linear-probe")).forwards == 1         # FO on the head only
+    assert step_work(c.replace(method="icl")).forwards == 0                  # no training
+    # sparsity / block-wise ZO shrink the weight passes, not the forwards
+    sparse = step_work(c.replace(sparsity=0.75))
+    assert sparse.forwards == 6 and sparse.pass_fraction == pytest.approx(0.25)
+    shape = model_shape("tiny-opt")
+    assert step_work(c.replace(perturb_layers=[0]), shape).pass_fraction == pytest.approx(1 / shape.layers)
+    # ICL: evaluation only, with prompts 1 + icl_demos times longer
+    icl = RunConfig(model="facebook/opt-1.3b", method="icl", icl_demos=4, steps=0)
+    zero = icl.replace(method="mezo")
+    assert eval_seconds(icl, CARDS["H100"]) > 2 * eval_seconds(zero, CARDS["H100"])
+    assert job_seconds(icl.replace(steps=100), CARDS["H100"]) == pytest.approx(eval_seconds(icl, CARDS["H100"]))
+
+
+def test_every_estimate_names_its_device_class_and_card():
+    assert CARDS["H100"].label == "H100 GPU-hours" and CPU_CARD.label == "CPU-hours on this machine"
+    cfg = RunConfig(model="tiny-opt", steps=10)
+    assert estimate_job(cfg, StepTimeModel(), "cpu").label == "CPU-hours on this machine"
+    assert estimate_job(cfg, StepTimeModel(), "gpu", card="A100").label == "A100 GPU-hours"
+    assert card_named("NVIDIA H100 80GB HBM3").name == "H100" and card_named("NVIDIA L40S").name == "L40S"
+    with pytest.raises(ValueError, match="unknown card"):
+        card_named("TPU v5")
+
+
+def test_hub_models_default_to_gpu_estimates_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(estimates, "local_card", lambda: None)
+    assert default_estimate_device(["facebook/opt-1.3b"]) == "gpu"
+    assert default_estimate_device(["smollm2-135m", "tiny-opt"]) == "gpu"
+    assert default_estimate_device(["tiny-opt", "tiny-llama-h16-l1"]) == "cpu"
+    assert card_for("gpu").name == "H100"
+    monkeypatch.setattr(estimates, "local_card", lambda: CARDS["A100"])
+    assert default_estimate_device(["tiny-opt"]) == "gpu" and card_for("gpu").name == "A100"
 
 
 def _sample(cfg: RunConfig, seconds_per_step: float, device: str = "cpu") -> StepTimeSample:
@@ -72,16 +140,18 @@ def _sample(cfg: RunConfig, seconds_per_step: float, device: str = "cpu") -> Ste
 def test_step_time_model_learns_only_from_the_same_model_method_and_device():
     cfg = RunConfig(model="tiny-opt", device="cpu")
     default = default_step_seconds(cfg)
-    assert StepTimeModel().estimate(cfg).source == "default"
+    assert StepTimeModel().estimate(cfg).source.startswith("default model (")
     samples = [_sample(cfg, 3 * default), _sample(cfg, 5 * default), _sample(cfg, 4 * default),
                _sample(cfg.replace(method="fo-adam"), 100 * default),   # other method
                _sample(cfg.replace(model="tiny-gpt2"), 100 * default),  # other model
                _sample(cfg, 0.001 * default, device="cuda:0")]          # other device kind
     est = StepTimeModel(samples).estimate(cfg)
-    assert est.source == "learned from 3 runs" and est.factor == pytest.approx(4.0)
-    assert est.seconds == pytest.approx(4 * default)
-    job = estimate_job(cfg.replace(steps=3600), StepTimeModel(samples))
-    assert job.gpu_hours == pytest.approx(4 * default) and job.memory_bytes > 0
+    assert est.source == "recalibrated from 3 finished runs: x4" and est.factor == pytest.approx(4.0)
+    assert est.seconds == pytest.approx(4 * default) and est.runs == 3
+    long = cfg.replace(steps=3600)
+    job = estimate_job(long, StepTimeModel(samples))
+    assert job.hours == pytest.approx(4 * job_seconds(long, CPU_CARD) / 3600) and job.memory_bytes > 0
+    assert job.label == "CPU-hours on this machine" and job.source == est.source
 
 
 def test_learned_estimates_within_2x_of_measured_cpu_step_times():

@@ -78,7 +78,7 @@ def test_duplicate_variants_merge_and_enqueue_is_idempotent(db_url):
 
 def test_budget_refusal_writes_nothing_and_force_runs(sqlite_url):
     plan_id = upload_plan(DUPES % 1e-9, filename="dedup.yaml", url=sqlite_url).plan_id
-    with pytest.raises(BudgetExceeded, match="exceeds the plan's budget of 0.00 GPU hours"):
+    with pytest.raises(BudgetExceeded, match="CPU-hours on this machine exceeds the plan's budget of 0.00"):
         schedule(sqlite_url, plan_id)
     with session_scope(sqlite_url) as s:
         assert repo.jobs_of_plan(s, plan_id) == []

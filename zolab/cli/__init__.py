@@ -2,8 +2,9 @@
 
 * :mod:`.plan_cmds` — ``plan validate|upload|list|show|expand``
 * :mod:`.db_cmds` — ``db upgrade|current``
-* :mod:`.run_cmds` — ``run``, ``worker``, ``status``, ``leaderboard``, ``cancel``, ``retry``
+* :mod:`.run_cmds` — ``run``, ``worker``, ``status``, ``cancel``, ``retry``
 * :mod:`.demo_cmds` — ``demo`` (the quickstart plan end to end, tuning included)
+* :mod:`.leaderboard_cmds` — ``leaderboard`` (paired statistics; ``--format markdown|latex|csv``)
 * :mod:`.runone_cmds` — ``run-one``
 * :mod:`.transfer_cmds` — ``export``, ``import`` (air-gapped GPU boxes)
 * :mod:`.assets_cmds` — ``assets fetch|list``
@@ -28,8 +29,24 @@ app = typer.Typer(
     add_completion=False,
 )
 
-_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "runone_cmds", "transfer_cmds", "assets_cmds", "ui_cmds", "tune_cmds",
-            "demo_cmds")
+def _show_version(value: bool) -> None:
+    if value:
+        from zolab import __version__
+
+        typer.echo(f"zolab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print zolab's version and exit."),
+) -> None:
+    """Turn ablation plans for zeroth-order (MeZO) fine-tuning into executed, measured and compared experiments."""
+
+
+_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "leaderboard_cmds", "runone_cmds", "transfer_cmds", "assets_cmds",
+            "ui_cmds", "tune_cmds", "demo_cmds")
 
 for _name in _MODULES:
     try:

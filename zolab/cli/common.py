@@ -34,6 +34,42 @@ err_console = EnvConsole(stderr=True)
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2
 
+#: the one database option of every command that reads or writes the database
+DB_OPTION = typer.Option(None, "--db", "--url", help="Database: SQLAlchemy URL or SQLite file "
+                         "(default: ZOLAB_DB or ./zolab.db).")
+
+
+def db_url(db: str | None) -> str:
+    """The URL a command works on: ``--db``/``--url``, else ``ZOLAB_DB``, else ./zolab.db."""
+    from zolab import config
+
+    return config.db_url(db)
+
+
+def resolve_plan(ref: str, url: str, *, allow_unresolved: bool = False) -> int:
+    """A plan id from a plan file (uploaded first, idempotently), a stored plan's id or its name.
+
+    An unknown id or name raises ``NotFound`` (exit 1 under :func:`guard`); a file with unresolved
+    ablations is refused unless ``allow_unresolved`` (they are stored, never run)."""
+    from pathlib import Path
+
+    path = Path(ref)
+    if path.is_file():
+        from zolab.platform.upload import upload_plan
+
+        res = upload_plan(path, filename=str(path), url=url, allow_unresolved=allow_unresolved)
+        state = "uploaded as" if res.created else "already stored as"
+        console.print(f"plan {escape(res.prepared.plan.name)} {state} plan {res.plan_id}")
+        return res.plan_id
+    from zolab.platform.lookup import NotFound, plan_id_of
+
+    try:
+        return plan_id_of(url, ref)
+    except NotFound:
+        if path.suffix or "/" in ref:  # looks like a file the user mistyped
+            raise NotFound(f"{ref}: no such plan file, and no stored plan has that name") from None
+        raise
+
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print one escaped error line (plan text may contain markup) and exit."""
@@ -45,10 +81,11 @@ T = TypeVar("T")
 
 
 def guard(action: Callable[[], T]) -> T:
-    """Run ``action`` under the CLI's one error policy: refusals (bad plan, bad URL, scheduler/queue
-    refusals) exit 1, database and internal errors exit 2, never a traceback (``ZOLAB_DEBUG=1`` shows it)."""
+    """Run ``action`` under the CLI's one error policy: refusals (bad plan, bad URL, unknown plan /
+    task / job, scheduler/queue refusals) exit 1, database and internal errors exit 2, never a traceback (``ZOLAB_DEBUG=1`` shows it)."""
     from zolab.db.errors import BadDatabaseURLError, DatabaseError
     from zolab.platform.errors import PlanError
+    from zolab.platform.lookup import NotFound
     from zolab.platform.queue import QueueError
     from zolab.platform.scheduler import SchedulerError
 
@@ -59,7 +96,7 @@ def guard(action: Callable[[], T]) -> T:
     except PlanError as exc:
         n = len(exc.issues)
         fail(f"{n} problem{'s' if n != 1 else ''} in the plan:\n" + str(exc), EXIT_BAD_INPUT)
-    except (BadDatabaseURLError, SchedulerError, QueueError) as exc:
+    except (BadDatabaseURLError, SchedulerError, QueueError, NotFound) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     except DatabaseError as exc:
         fail(str(exc), EXIT_INTERNAL)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import typer
 
+from zolab.cli.common import DB_OPTION as URL_OPTION
 from zolab.cli.common import EXIT_BAD_INPUT, EXIT_INTERNAL, console, fail
 
-db_app = typer.Typer(help="Database schema: upgrade, show, downgrade.", no_args_is_help=True)
-
-URL_OPTION = typer.Option(None, "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
+db_app = typer.Typer(help="Database schema: upgrade, current, downgrade.", no_args_is_help=True)
 
 
 def _run(action):

@@ -15,7 +15,8 @@ import typer
 from rich.markup import escape
 
 from zolab.cli.common import console, fail
-from zolab.cli.run_cmds import _db, run_cmd
+from zolab.cli.common import db_url as _db
+from zolab.cli.run_cmds import run_cmd
 from zolab.cli.tune_cmds import tune_status_cmd
 
 DEMO_PLAN = "quickstart.yaml"
@@ -46,7 +47,7 @@ def demo_cmd(
     start = time.monotonic()
     console.print(f"[bold]zolab demo[/]: {plan_file.name} on {escape(url)} with {workers} CPU workers")
     run_cmd(plan=str(plan_file), dry_run=False, force=False, executor="local", workers=workers,
-            estimate_for="cpu", lease_seconds=None, no_progress=False, db=url)
+            estimate_for="cpu", card=None, lease_seconds=None, no_progress=False, allow_unresolved=False, db=url)
     tune_status_cmd(plan=str(plan_file), advance=False, as_json=False, db=url)
     console.print(f"demo finished in {time.monotonic() - start:.0f} s. Explore the results: "
                   f"[bold]zolab ui --db {escape(url)}[/]")

@@ -13,11 +13,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import EXIT_BAD_INPUT, console, err_console, fail, guard
+from zolab.cli.common import DB_OPTION, EXIT_BAD_INPUT, console, err_console, fail, guard
 
 plan_app = typer.Typer(help="Ablation plans: validate, upload, list, show, expand.", no_args_is_help=True)
-
-DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
 BASELINE_OPTION = typer.Option(
     None, "--baseline", help="Baseline YAML for JSONL/markdown plans (default: ablations/baselines/mezo-opt.yaml)."
 )
@@ -219,28 +217,27 @@ def list_cmd(db: str | None = DB_OPTION) -> None:
     console.print(table)
 
 
-def _load_stored(plan_id: int, db: str | None):
+def _load_stored(ref: str, db: str | None):
+    """(plan, ablations, variants) of a stored plan given by id or name; unknown: exit 1, one line."""
     from zolab.db.repo import plans as repo
     from zolab.db.session import session_scope
+    from zolab.platform.lookup import plan_id_of
 
     def read():
+        plan_id = plan_id_of(db, ref)
         with session_scope(db) as s:
             plan = repo.get_plan(s, plan_id)
-            if plan is None:
-                return None
             return plan, repo.plan_ablations(s, plan_id), repo.plan_variants(s, plan_id)
 
-    found = guard(read)
-    if found is None:
-        fail(f"no plan with id {plan_id} (see `zolab plan list`)", EXIT_BAD_INPUT)
-    return found
+    return guard(read)
 
 
 @plan_app.command("show")
-def show_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None = DB_OPTION,
+def show_cmd(plan_ref: str = typer.Argument(..., metavar="PLAN", help="Plan id or stored plan name."),
+             db: str | None = DB_OPTION,
              as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """A stored plan: its ablations with their resolution and explanation."""
-    plan, ablations, variants = _load_stored(plan_id, db)
+    plan, ablations, variants = _load_stored(plan_ref, db)
     tuned = [(v.label, task, params) for v in variants for task, params in sorted((v.tuned_params or {}).items())]
     rows = [{"name": a.name, "action": a.action, "component": a.component, "status": a.status,
              "confidence": a.confidence, "changes": a.changes, "explanation": a.explanation,
@@ -270,10 +267,11 @@ def show_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None
 
 
 @plan_app.command("expand")
-def expand_cmd(plan_id: int = typer.Argument(..., help="Plan id."), db: str | None = DB_OPTION,
+def expand_cmd(plan_ref: str = typer.Argument(..., metavar="PLAN", help="Plan id or stored plan name."),
+               db: str | None = DB_OPTION,
                as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """The variants a stored plan runs (after resolution and merging duplicates); no jobs yet."""
-    plan, ablations, variants = _load_stored(plan_id, db)
+    plan, ablations, variants = _load_stored(plan_ref, db)
     base = next((v.config for v in variants if v.is_baseline), {})
     skipped = [(a.name, a.status, a.explanation) for a in ablations if a.status in ("no_op", "unresolved")]
     if as_json:

@@ -117,17 +117,19 @@ def _execute(cfg: RunConfig, label: str, quiet: bool) -> Result:
 
 def _show(cfg: RunConfig, res: Result) -> None:
     table = Table(title=f"{cfg.method} on {cfg.task} ({cfg.model}, {res.device})", show_header=False)
-    before = "n/a" if res.zero_shot_accuracy is None else f"{res.zero_shot_accuracy:.3f}"
-    table.add_row("test accuracy before -> after", f"{before} -> {res.accuracy:.3f}")
-    table.add_row("test macro-F1", f"{res.f1:.3f}")
+    before = "n/a" if res.zero_shot_accuracy is None else f"{100 * res.zero_shot_accuracy:.1f}%"
+    table.add_row("test accuracy before -> after", f"{before} -> {100 * res.accuracy:.1f}%")
+    table.add_row("test macro-F1", f"{100 * res.f1:.1f}%")
     table.add_row("steps / forward passes", f"{res.steps} / {res.forward_passes}")
     table.add_row("final train loss", "n/a" if res.final_loss is None else f"{res.final_loss:.4f}")
     table.add_row("wall time", f"{res.wall_time_s:.1f} s")
     if res.peak_memory_allocated is not None:
         table.add_row("peak GPU memory (alloc/reserved)",
                       f"{res.peak_memory_allocated / 2**20:.0f} / {res.peak_memory_reserved / 2**20:.0f} MiB")
+    if res.method_memory_bytes is not None:
+        table.add_row("method memory (weights + state + z)", f"{res.method_memory_bytes / 2**20:.1f} MiB")
     if res.peak_rss is not None:
-        table.add_row("peak RSS", f"{res.peak_rss / 2**20:.0f} MiB")
+        table.add_row("peak RSS (process)", f"{res.peak_rss / 2**20:.0f} MiB")
     console.print(table)
 
 

@@ -12,24 +12,28 @@ from pathlib import Path
 
 import typer
 
-from zolab.cli.common import EXIT_BAD_INPUT, console, fail
+from zolab.cli.common import DB_OPTION, EXIT_BAD_INPUT, console, fail
 
-DB_OPTION = typer.Option(None, "--db", "--url", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db).")
 ASSETS_OPTION = typer.Option(
     False, "--with-assets", help="also copy the cached model/data the jobs use into DIR/cache (for offline boxes)"
 )
-PLAN_ARG = typer.Argument(..., help="plan id, or a plan file (uploaded and enqueued first)")
+PLAN_ARG = typer.Argument(..., help="plan id or name, or a plan file (uploaded and enqueued first)")
 FOLDER_ARG = typer.Argument(..., help="folder to write the job files into")
 RESULTS_ARG = typer.Argument(..., help="a results .jsonl file, or a folder of them")
 FORCE_OPTION = typer.Option(False, "--force", help="enqueue a plan file even when it is over its GPU-hour budget")
 
 
 def _plan_id(plan: str, db: str | None, force: bool) -> int:
-    """A stored plan id, or upload + enqueue a plan file (both idempotent)."""
-    if plan.isdigit():
-        return int(plan)
+    """A stored plan (id or name), or upload + enqueue a plan file (both idempotent)."""
     if not Path(plan).is_file():
-        fail(f"{plan}: neither a plan id nor a plan file")
+        from zolab.platform.lookup import NotFound, plan_id_of
+
+        try:
+            return plan_id_of(db, plan)
+        except NotFound:
+            if Path(plan).suffix or "/" in plan:
+                raise NotFound(f"{plan}: neither a plan id nor a plan file (nor a stored plan's name)") from None
+            raise
     from zolab.platform.scheduler import schedule
     from zolab.platform.upload import upload_plan
 

@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from zolab.cli.common import console, guard
-from zolab.cli.run_cmds import DB_OPTION, _db, resolve_plan
+from zolab.cli.common import DB_OPTION, console, guard, resolve_plan
+from zolab.cli.common import db_url as _db
 
 
 def _fmt(params: dict) -> str:
@@ -50,12 +50,12 @@ def tune_status_cmd(
             return
         table = Table(title=f"plan {plan_id}: Optuna studies")
         for col in ("study", "variant", "task", "trials", "complete", "pruned", "failed", "running",
-                    "best dev acc", "best params", "state"):
+                    "best dev acc (%)", "best params", "state"):
             table.add_column(col)
         for s in states:
             table.add_row(escape(s.name), escape(s.variant_label), escape(s.task), f"{s.asked}/{s.trials}",
                           str(s.complete), str(s.pruned), str(s.failed), str(s.running),
-                          "-" if s.best_value is None else f"{s.best_value:.3f}", escape(_fmt(s.best_params)),
+                          "-" if s.best_value is None else f"{100 * s.best_value:.1f}", escape(_fmt(s.best_params)),
                           "done" if s.finished else "tuning")
         console.print(table)
 

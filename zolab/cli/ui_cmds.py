@@ -8,15 +8,19 @@ so a bad URL is one clear error instead of a broken page.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import typer
 
-from zolab.cli.common import EXIT_INTERNAL, console, fail
+from zolab.cli.common import DB_OPTION, EXIT_INTERNAL, console, fail
 
 APP = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+#: seconds Streamlit gets to stop after a forwarded SIGTERM/SIGINT before it is killed
+STOP_GRACE_S = 10.0
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
@@ -40,7 +44,7 @@ def streamlit_command(port: int, host: str) -> list[str]:
 def ui(
     port: int = typer.Option(8501, "--port", help="TCP port to serve on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
-    db: str = typer.Option(None, "--db", help="SQLAlchemy URL or SQLite file (default: ZOLAB_DB or ./zolab.db)."),
+    db: str = DB_OPTION,
 ) -> None:
     """Start the dashboard: upload plans, watch jobs, read leaderboards."""
     from zolab import config
@@ -54,11 +58,39 @@ def ui(
         fail(str(exc), EXIT_INTERNAL)
     env = {**os.environ, "ZOLAB_DB": url}
     console.print(f"zolab dashboard on http://{host}:{port}  (database {safe_url(url)}; Ctrl-C stops it)")
+    raise typer.Exit(serve(streamlit_command(port, host), env))
+
+
+def serve(command: list[str], env: dict[str, str], grace_s: float = STOP_GRACE_S) -> int:
+    """Run Streamlit as a child and stay its parent until it has exited.
+
+    SIGTERM and SIGINT sent to ``zolab ui`` are forwarded to Streamlit and waited for (killed after
+    ``grace_s``), so stopping ``zolab ui`` (a service manager, ``kill``, Ctrl-C) never leaves a
+    re-parented Streamlit serving the port. A stop we forwarded exits 0."""
+    proc = subprocess.Popen(command, env=env)
+    stop: dict[str, float] = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        stop.setdefault("at", time.monotonic())
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = subprocess.call(streamlit_command(port, host), env=env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+        while True:
+            try:
+                code = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if "at" in stop and time.monotonic() - stop["at"] > grace_s:
+                    proc.kill()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:  # an exception in the loop: never leave the child behind
+            proc.kill()
+            proc.wait()
+    return 0 if "at" in stop else code
 
 
 def register(app: typer.Typer) -> None:

@@ -1,17 +1,30 @@
 """Run metrics: accuracy, macro-F1, peak memory, GPU hours, convergence, loss slope.
 
 Pure Python / torch (no psutil, no numpy requirement): the runner must import on lean GPU images.
-Peak RSS is the process's high-water mark (``VmHWM``), monotonic over the process's life, so
-memory comparisons between methods need one fresh process per method.
+
+Memory, three ways:
+
+* CUDA: torch's allocator peaks (``max_memory_allocated`` / ``max_memory_reserved``): everything,
+  activations included;
+* the method's own bytes, on every device (:class:`MethodMemory` -> ``Result.method_memory_bytes``):
+  weights + optimizer state + gradients + the peak of z buffers alive at once, counted from the
+  tensors the run holds. This is what separates MeZO (z regenerated, one parameter-sized temporary
+  at a time) from naive ZO (every z held for the step) and FO-Adam (gradients + two moments);
+* peak RSS, secondary: the process's high-water mark (``VmHWM``), monotonic over the process's life
+  and dominated by the Python runtime and libraries (~0.5 GiB), so on CPU it barely moves between
+  methods.
 """
 
 from __future__ import annotations
 
 import resource
 import sys
+import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -104,3 +117,99 @@ class RunMeter:
         """Wall time x GPUs held (0 on CPU)."""
         held = (1 if self.device.type == "cuda" else 0) if gpus is None else gpus
         return self.wall_time * held / 3600.0
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _unique_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of the distinct storages among ``tensors`` (tied / aliased tensors counted once)."""
+    seen: dict[tuple[str, int], int] = {}
+    for t in tensors:
+        if t.numel() == 0 or t.device.type == "meta":
+            continue
+        key = (str(t.device), t.untyped_storage().data_ptr())
+        seen[key] = max(seen.get(key, 0), tensor_bytes(t))
+    return sum(seen.values())
+
+
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Tensors in ``optimizer.state`` (momentum buffers, Adam moments, step counters)."""
+    out = []
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                out.append(value)
+    return out
+
+
+class MethodMemory:
+    """The bytes a run's method holds: weights, optimizer state, gradients and z buffers.
+
+    Weights, state and gradients are counted from the tensors themselves (:meth:`parts`, at the end
+    of a run: state only grows). z buffers are measured as they live: the optimizer's perturbation
+    backend(s) are wrapped so every tensor their ``z`` returns is counted until it is freed (a weak
+    reference's finaliser), and the peak of the bytes alive at once is kept. In-place MeZO draws one
+    parameter-sized z at a time (per worker thread); naive ZO holds every parameter's z for the
+    step; forward-gradient holds all tangents. Activations are not counted (CUDA's allocator peak
+    has them). Thread-safe: the torch backend draws z on several threads.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self._lock = threading.Lock()
+        self._live: dict[int, int] = {}
+        self._live_bytes = 0
+        self.z_peak_bytes = 0
+        for backend in self._backends(getattr(optimizer, "backend", None)):
+            self._watch(backend)
+
+    @staticmethod
+    def _backends(backend: Any) -> list[Any]:
+        """The backend and every backend it wraps (``.inner`` chains: materialised, masked, ...)."""
+        chain = []
+        while backend is not None and backend not in chain:
+            chain.append(backend)
+            backend = getattr(backend, "inner", None)
+        return chain
+
+    def _watch(self, backend: Any) -> None:
+        draw = getattr(backend, "z", None)
+        if draw is None:
+            return
+
+        def z(p: torch.Tensor, seed: int, index: int) -> torch.Tensor:
+            t = draw(p, seed, index)
+            self._track(t)
+            return t
+
+        backend.z = z  # an instance attribute: the backend's own ``self.z(...)`` calls come here too
+
+    def _track(self, t: torch.Tensor) -> None:
+        key, nbytes = id(t), tensor_bytes(t)
+        with self._lock:
+            if key in self._live:        # the same held tensor handed out again (materialised z)
+                return
+            self._live[key] = nbytes
+            self._live_bytes += nbytes
+            self.z_peak_bytes = max(self.z_peak_bytes, self._live_bytes)
+        weakref.finalize(t, self._release, key)
+
+    def _release(self, key: int) -> None:
+        with self._lock:
+            self._live_bytes -= self._live.pop(key, 0)
+
+    def parts(self) -> dict[str, int]:
+        """Bytes by kind, now (z buffers: their peak so far)."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        return {
+            "weights": _unique_bytes(self.model.parameters()),
+            "optimizer_state": _unique_bytes(optimizer_state_tensors(self.optimizer)),
+            "gradients": _unique_bytes(p.grad for p in params if p.grad is not None),
+            "z_buffers": self.z_peak_bytes,
+        }
+
+    def total(self) -> int:
+        return sum(self.parts().values())

@@ -22,6 +22,7 @@ from zolab.runners import checkpoint as ckpts
 from zolab.runners.config import RunConfig
 from zolab.runners.errors import NonFiniteLossError
 from zolab.runners.metrics import (
+    MethodMemory,
     RunMeter,
     accuracy,
     convergence_step,
@@ -123,6 +124,7 @@ class _Run:
                                   device=self.device)
         self.named = trainable_parameters(self.model)
         self.opt = build_optimizer(config, self.named, model=self.model, device=self.device)
+        self.memory = MethodMemory(self.model, self.opt)   # weights + optimizer state + z buffers held
         needs_grad = getattr(self.opt, "needs_grad", False)
         self.loss_fn = make_loss(self.model, self.scorer, get_objective(config.objective, needs_grad))
         self.schedule = BatchSchedule(self.splits.train, config.batch_size, config.seed)
@@ -231,7 +233,7 @@ def _run(config: RunConfig, reporter: Reporter, resume: Checkpoint | None) -> Re
         final_loss=final_loss, zero_shot_accuracy=zero_acc if resume is None else None,
         convergence_step=convergence_step(r.meter.dev_curve), loss_slope=loss_slope(r.meter.losses),
         dev_accuracy=r.meter.dev_curve[-1][1] if r.meter.dev_curve else None, device=str(r.device),
-        extra=_extra(r, zero_dev, start),
+        method_memory_bytes=r.memory.total(), extra=_extra(r, zero_dev, start),
     )
 
 
@@ -244,4 +246,5 @@ def _extra(r: _Run, zero_dev: float | None, start: int) -> dict[str, Any]:
         "test_examples": len(r.splits.test),
         "forwards_per_step": getattr(r.opt, "forwards_per_step", None),
         "dev_curve": r.meter.dev_curve, "loss_curve": r.meter.losses,
+        "method_memory": r.memory.parts(),
     }

@@ -2,8 +2,10 @@
 
 Why SQL: a plan with many variants x tasks x seeds (and tuning trials) can hold 100k result rows;
 pulling them into Python to average would make every dashboard refresh slow. The database returns
-count, mean and sum of squares per (task, variant); Python only turns those into a standard
-deviation and a Student-t 95% confidence half-width (the t quantile depends on n alone).
+count, mean and sum of squares per (task, variant) (:func:`aggregates`), and the same moments of
+the differences from the baseline's result at the same seed (a self-join on plan, task, seed and
+stage): everything a paired t-interval needs. ``zolab.platform.leaderboard`` turns them into the
+statistics (scipy); :func:`leaderboard` keeps the flat per-variant row of the first dashboard.
 
 Used by the CLI (``zolab leaderboard``) and the Streamlit pages (through ``zolab.ui.data``).
 """
@@ -15,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Float, Select, case, cast, func, select
+from sqlalchemy.orm import Session, aliased
 
 from zolab.db.models import Job, JobStage, MetricPoint, Result, Variant
 
@@ -88,6 +90,8 @@ class LeaderboardRow:
     delta_peak_memory: float | None = None     # bytes, on ``peak_memory``
     delta_gpu_hours: float | None = None
     delta_wall_time: float | None = None
+    diverged_seeds: int = 0                    # results flagged diverged (results.diverged)
+    method_memory_mean: float | None = None    # bytes the method holds (weights + state + z), CPU and GPU
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -104,42 +108,76 @@ class LeaderboardRow:
         return d
 
 
-def _avg(col: Any, name: str) -> ColumnElement[Any]:
-    return func.avg(col).label(name)
+#: result columns a leaderboard summarises (mean and spread over seeds), by the key the platform uses
+SUMMARY_COLUMNS: dict[str, Any] = {
+    "accuracy": Result.accuracy,
+    "f1": Result.f1,
+    "method_memory": Result.method_memory_bytes,
+    "peak_memory_allocated": Result.peak_memory_allocated,
+    "peak_memory_reserved": Result.peak_memory_reserved,
+    "peak_rss": Result.peak_rss,
+    "gpu_hours": Result.gpu_hours,
+    "wall_time": Result.wall_time_s,
+    "forward_passes": Result.forward_passes,
+    "final_loss": Result.final_loss,
+    "convergence_step": Result.convergence_step,
+    "dev_accuracy": Result.dev_accuracy,
+}
+#: columns compared with the baseline seed by seed (same seed = same data sample and test set)
+PAIRED_COLUMNS = ("accuracy", "f1")
 
 
-def _sum_sq(col: Any, name: str) -> ColumnElement[Any]:
-    return func.sum(col * col).label(name)
+@dataclass(frozen=True)
+class Moments:
+    """Count of non-null values, their mean and sum of squares (None when the count is 0)."""
+
+    n: int
+    mean: float | None
+    sum_sq: float | None
 
 
-def _leaderboard_query(plan_id: int, task: str | None, stage: str) -> Select[Any]:
+@dataclass
+class CellAggregate:
+    """One variant on one task: moments over its results, and over its differences from the baseline.
+
+    ``paired[key]`` holds the moments of ``value(variant, seed) - value(baseline, seed)`` over the
+    seeds both have a result for (absent for the baseline itself and when there is no baseline).
+    """
+
+    task: str
+    variant_id: int
+    label: str
+    is_baseline: bool
+    n: int                                   # results (finished seeds)
+    diverged: int                            # of which diverged (results.diverged)
+    metrics: dict[str, Moments]
+    paired: dict[str, Moments] = field(default_factory=dict)
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _moment_columns(col: Any, key: str) -> list[ColumnElement[Any]]:
+    x = cast(col, Float)  # bytes squared overflow BIGINT (PostgreSQL) and SQLite's integer sum()
+    return [func.count(col).label(f"{key}__n"), func.avg(x).label(f"{key}__mean"),
+            func.sum(x * x).label(f"{key}__ss")]
+
+
+def _moments(rec: Any, key: str) -> Moments:
+    n = int(rec[f"{key}__n"] or 0)
+    return Moments(n, _f(rec[f"{key}__mean"]) if n else None, _f(rec[f"{key}__ss"]) if n else None)
+
+
+def _summary_query(plan_id: int, task: str | None, stage: str) -> Select[Any]:
     """Aggregate results alone, grouped in the order of ``ix_results_plan_task_variant`` (no sort
     of 100k rows), then join the few aggregated rows to their variants."""
     r = Result
-    agg = (
-        select(
-            r.task,
-            r.variant_id,
-            func.count(r.id).label("n"),
-            _avg(r.accuracy, "acc_mean"),
-            _sum_sq(r.accuracy, "acc_ss"),
-            _avg(r.f1, "f1_mean"),
-            _sum_sq(r.f1, "f1_ss"),
-            _avg(r.peak_memory_allocated, "alloc_mean"),
-            _avg(r.peak_memory_reserved, "reserved_mean"),
-            _avg(r.peak_rss, "rss_mean"),
-            _avg(r.gpu_hours, "gh_mean"),
-            func.sum(r.gpu_hours).label("gh_sum"),
-            _sum_sq(r.gpu_hours, "gh_ss"),
-            _avg(r.wall_time_s, "wall_mean"),
-            _avg(r.forward_passes, "fwd_mean"),
-            _avg(r.final_loss, "loss_mean"),
-            _avg(r.convergence_step, "conv_mean"),
-            _avg(r.dev_accuracy, "dev_mean"),
-        )
-        .where(r.plan_id == plan_id, r.stage == stage)
-        .group_by(r.task, r.variant_id)
-    )
+    cols: list[ColumnElement[Any]] = [r.task, r.variant_id, func.count(r.id).label("n"),
+                                      func.sum(case((r.diverged.is_(True), 1), else_=0)).label("diverged")]
+    for key, col in SUMMARY_COLUMNS.items():
+        cols += _moment_columns(col, key)
+    agg = select(*cols).where(r.plan_id == plan_id, r.stage == stage).group_by(r.task, r.variant_id)
     if task is not None:
         agg = agg.where(r.task == task)
     sub = agg.subquery("agg")
@@ -150,49 +188,96 @@ def _leaderboard_query(plan_id: int, task: str | None, stage: str) -> Select[Any
     )
 
 
-def _opt(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _paired_query(plan_id: int, task: str | None, stage: str) -> Select[Any]:
+    """Per (task, variant): moments of the differences from the baseline's result at the same seed."""
+    r, b = Result, aliased(Result, name="base")
+    base_variant = aliased(Variant, name="base_variant")
+    cols: list[ColumnElement[Any]] = [r.task, r.variant_id]
+    for key in PAIRED_COLUMNS:
+        d = cast(SUMMARY_COLUMNS[key], Float) - cast(getattr(b, SUMMARY_COLUMNS[key].key), Float)
+        cols += [func.count(d).label(f"{key}__n"), func.avg(d).label(f"{key}__mean"),
+                 func.sum(d * d).label(f"{key}__ss")]
+    stmt = (
+        select(*cols)
+        .join(b, (b.plan_id == r.plan_id) & (b.task == r.task) & (b.seed == r.seed) & (b.stage == r.stage))
+        .join(base_variant, (base_variant.id == b.variant_id) & base_variant.is_baseline.is_(True))
+        .where(r.plan_id == plan_id, r.stage == stage, r.variant_id != b.variant_id)
+        .group_by(r.task, r.variant_id)
+    )
+    if task is not None:
+        stmt = stmt.where(r.task == task)
+    return stmt
 
 
-def _delta(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
+def aggregates(
+    session: Session, plan_id: int, task: str | None = None, stage: str = JobStage.FINAL.value
+) -> list[CellAggregate]:
+    """Moments per (task, variant), ordered by task, baseline first, then variant id. Two grouped
+    queries, whatever the number of results; the statistics are made from them by
+    ``zolab.platform.leaderboard``."""
+    cells: list[CellAggregate] = []
+    for rec in session.execute(_summary_query(plan_id, task, stage)).mappings():
+        cells.append(CellAggregate(
+            task=rec["task"], variant_id=int(rec["variant_id"]), label=rec["label"],
+            is_baseline=bool(rec["is_baseline"]), n=int(rec["n"]), diverged=int(rec["diverged"] or 0),
+            metrics={key: _moments(rec, key) for key in SUMMARY_COLUMNS},
+        ))
+    by_key = {(c.task, c.variant_id): c for c in cells}
+    for rec in session.execute(_paired_query(plan_id, task, stage)).mappings():
+        cell = by_key.get((rec["task"], int(rec["variant_id"])))
+        if cell is not None:
+            cell.paired = {key: _moments(rec, key) for key in PAIRED_COLUMNS}
+    return cells
+
+
+def seed_values(
+    session: Session, plan_id: int, key: str, task: str | None = None, stage: str = JobStage.FINAL.value
+) -> dict[tuple[str, int], dict[int, float]]:
+    """``{(task, variant_id): {seed: value}}`` of one summary column (per-seed drill-downs, plots)."""
+    col = SUMMARY_COLUMNS[key]
+    stmt = select(Result.task, Result.variant_id, Result.seed, col).where(
+        Result.plan_id == plan_id, Result.stage == stage)
+    if task is not None:
+        stmt = stmt.where(Result.task == task)
+    out: dict[tuple[str, int], dict[int, float]] = {}
+    for t, vid, seed, value in session.execute(stmt.order_by(Result.task, Result.variant_id, Result.seed)):
+        if value is not None:
+            out.setdefault((t, int(vid)), {})[int(seed)] = float(value)
+    return out
 
 
 def leaderboard(
     session: Session, plan_id: int, task: str | None = None, stage: str = JobStage.FINAL.value
 ) -> list[LeaderboardRow]:
-    """Rows ordered by task, baseline first, then variant id. Empty when the plan has no results."""
+    """Rows ordered by task, baseline first, then variant id. Empty when the plan has no results.
+
+    The flat row the dashboard's first pages read; the paired statistics, Holm correction and
+    formatting are ``zolab.platform.leaderboard.build_board``."""
     rows: list[LeaderboardRow] = []
-    for rec in session.execute(_leaderboard_query(plan_id, task, stage)).mappings():
-        n = int(rec["n"])
-        acc_sd, acc_ci = mean_ci(n, rec["acc_mean"], rec["acc_ss"])
-        f1_sd, f1_ci = mean_ci(n, rec["f1_mean"], rec["f1_ss"])
-        _, gh_ci = mean_ci(n, rec["gh_mean"], rec["gh_ss"])
+    for c in aggregates(session, plan_id, task, stage):
+        m = c.metrics
+        acc_sd, acc_ci = mean_ci(m["accuracy"].n, m["accuracy"].mean, m["accuracy"].sum_sq)
+        f1_sd, f1_ci = mean_ci(m["f1"].n, m["f1"].mean, m["f1"].sum_sq)
+        _, gh_ci = mean_ci(m["gpu_hours"].n, m["gpu_hours"].mean, m["gpu_hours"].sum_sq)
+        gh = m["gpu_hours"]
         rows.append(
             LeaderboardRow(
-                plan_id=plan_id,
-                task=rec["task"],
-                variant_id=int(rec["variant_id"]),
-                label=rec["label"],
-                is_baseline=bool(rec["is_baseline"]),
-                n=n,
-                accuracy_mean=float(rec["acc_mean"]),
-                accuracy_sd=acc_sd,
-                accuracy_ci=acc_ci,
-                f1_mean=float(rec["f1_mean"]),
-                f1_sd=f1_sd,
-                f1_ci=f1_ci,
-                peak_memory_allocated_mean=_opt(rec["alloc_mean"]),
-                peak_memory_reserved_mean=_opt(rec["reserved_mean"]),
-                peak_rss_mean=_opt(rec["rss_mean"]),
-                gpu_hours_mean=float(rec["gh_mean"]),
-                gpu_hours_sum=float(rec["gh_sum"]),
+                plan_id=plan_id, task=c.task, variant_id=c.variant_id, label=c.label,
+                is_baseline=c.is_baseline, n=c.n,
+                accuracy_mean=float(m["accuracy"].mean or 0.0), accuracy_sd=acc_sd, accuracy_ci=acc_ci,
+                f1_mean=float(m["f1"].mean or 0.0), f1_sd=f1_sd, f1_ci=f1_ci,
+                peak_memory_allocated_mean=m["peak_memory_allocated"].mean,
+                peak_memory_reserved_mean=m["peak_memory_reserved"].mean,
+                peak_rss_mean=m["peak_rss"].mean,
+                gpu_hours_mean=float(gh.mean or 0.0), gpu_hours_sum=float(gh.mean or 0.0) * gh.n,
                 gpu_hours_ci=gh_ci,
-                wall_time_mean=float(rec["wall_mean"]),
-                forward_passes_mean=float(rec["fwd_mean"]),
-                final_loss_mean=_opt(rec["loss_mean"]),
-                convergence_step_mean=_opt(rec["conv_mean"]),
-                dev_accuracy_mean=_opt(rec["dev_mean"]),
+                wall_time_mean=float(m["wall_time"].mean or 0.0),
+                forward_passes_mean=float(m["forward_passes"].mean or 0.0),
+                final_loss_mean=m["final_loss"].mean,
+                convergence_step_mean=m["convergence_step"].mean,
+                dev_accuracy_mean=m["dev_accuracy"].mean,
+                diverged_seeds=c.diverged,
+                method_memory_mean=m["method_memory"].mean,
             )
         )
     _fill_deltas(rows)
@@ -210,6 +295,10 @@ def _fill_deltas(rows: list[LeaderboardRow]) -> None:
         row.delta_peak_memory = _delta(row.peak_memory, base.peak_memory)
         row.delta_gpu_hours = row.gpu_hours_mean - base.gpu_hours_mean
         row.delta_wall_time = row.wall_time_mean - base.wall_time_mean
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def leaderboard_tasks(session: Session, plan_id: int, stage: str = JobStage.FINAL.value) -> list[str]:
@@ -282,12 +371,18 @@ def curve_names(session: Session, variant_ids: Iterable[int]) -> list[str]:
 
 
 __all__ = [
+    "PAIRED_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "CellAggregate",
     "CurvePoint",
     "LeaderboardRow",
+    "Moments",
+    "aggregates",
     "curve_names",
     "leaderboard",
     "leaderboard_tasks",
     "mean_ci",
     "metric_curves",
+    "seed_values",
     "t_quantile_975",
 ]
