@@ -186,7 +186,7 @@ def test_launch_creates_jobs(page, sqlite_url, monkeypatch):
 TINY_PLAN = """\
 zolab: 1
 name: {name}
-baseline: {{method: mezo, model: tiny-opt, steps: {steps}, device: cpu}}
+baseline: {{method: mezo, model: tiny-opt, steps: {steps}, device: {device}}}
 tasks: [synthetic-sentiment]
 seeds: [1]
 {budget}
@@ -198,19 +198,20 @@ ablations:
 """
 
 
-@pytest.mark.parametrize("steps,budget,reason", [
-    (4, "budget: {gpu_hours: 0.000001}", "over the plan's budget"),
-    (50_000_000, "", "is above 10 and the plan sets no budget"),
+@pytest.mark.parametrize("steps,device,budget,reason", [
+    (4, "cpu", "budget: {gpu_hours: 0.000001}", "exceeds the plan's budget"),
+    (50_000_000, "cuda", "", "H100 GPU-hours and the plan sets no budget (above 10 GPU-hours needs a confirmation)"),
 ])
-def test_launch_asks_for_confirmation_over_budget_or_above_10_hours(page, sqlite_url, monkeypatch, steps, budget,
-                                                                    reason):
+def test_launch_asks_for_confirmation_over_budget_or_above_10_hours(page, sqlite_url, monkeypatch, steps, device,
+                                                                    budget, reason):
     from zolab.platform.upload import upload_plan
 
     monkeypatch.setattr("zolab.ui.actions.start_workers", lambda plan_id, n=1: n)
-    upload_plan(TINY_PLAN.format(name="costly", steps=steps, budget=budget), filename="costly.yaml", url=sqlite_url)
+    upload_plan(TINY_PLAN.format(name="costly", steps=steps, device=device, budget=budget), filename="costly.yaml",
+                url=sqlite_url)
     at = page("plans")
     _no_exceptions(at)
-    assert any(reason in w.value for w in at.warning), [w.value for w in at.warning]
+    assert any(reason in w.value.replace("\\", "") for w in at.warning), [w.value for w in at.warning]  # md-escaped
     assert next(b for b in at.button if b.key == "launch").disabled  # no launch before the confirmation
     at.checkbox(key="confirm_launch").check().run()
     _no_exceptions(at)
@@ -219,16 +220,6 @@ def test_launch_asks_for_confirmation_over_budget_or_above_10_hours(page, sqlite
     _no_exceptions(at)
     assert _count(sqlite_url, Job) == 2  # baseline + SGD, one seed each
     assert any("Enqueued 2 job(s)" in s.value for s in at.success)
-
-
-def test_launch_confirmation_rule():
-    from zolab.ui.actions import launch_needs_confirmation
-
-    assert launch_needs_confirmation(0.5, 1.0) is None
-    assert "over the plan's budget of 1" in launch_needs_confirmation(1.5, 1.0)
-    assert launch_needs_confirmation(9.9, None) is None
-    assert "above 10" in launch_needs_confirmation(10.1, None)
-    assert launch_needs_confirmation(12.0, 50.0) is None  # a budget above the estimate: no question
 
 
 # ---------------------------------------------------------------- plan choice across pages
@@ -264,67 +255,107 @@ def _ci_text(vals: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * ci:.1f}"
 
 
+def _paired_text(base: dict[int, float], mine: dict[int, float]) -> tuple[str, bool]:
+    """``+6.0 pts [-1.2, +13.2]`` (+ `` *`` when it excludes 0) from scipy's paired t-interval."""
+    from scipy import stats
+
+    seeds = sorted(set(base) & set(mine))
+    d = [100 * (mine[s] - base[s]) for s in seeds]
+    mean, half = statistics.fmean(d), stats.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+    lo, hi = mean - half, mean + half
+    return f"{mean:+.1f} pts [{lo:+.1f}, {hi:+.1f}]", lo > 0 or hi < 0
+
+
+def _boards(at) -> list:
+    """The leaderboard tables (one per task), in page order."""
+    return [d.value for d in at.dataframe if (d.key or "").startswith("leaderboard_table_")]
+
+
 def test_leaderboard_values_equal_fixture_aggregates(page, sqlite_url):
-    import io
-
-    import pandas as pd
-
     seeded = _seed(sqlite_url, missing={(2, "sst2", 42)})
     at = page("leaderboard")
     _no_exceptions(at)
-    board = frame(at, "accuracy (%)")
-    assert len(board) == 6
-    for _, row in board.iterrows():
-        vid = int(row["variant id"])
-        mine = [r for r in seeded.results if r["variant_id"] == vid and r["task"] == row["task"]]
-        assert row["seeds"] == len(mine)
-        assert row["accuracy (%)"] == _ci_text([r["accuracy"] for r in mine])   # one "mean ± CI" cell, percent
-        assert row["F1 (%)"] == _ci_text([r["f1"] for r in mine])
-        assert row["variant"].startswith("★ ") == (vid == seeded.baseline_id)
-        mem = [r["peak_memory_allocated"] for r in mine]
-        assert row["peak GPU mem (GiB)"] == pytest.approx(statistics.fmean(mem) / 1024**3)
-    base = {r["task"]: statistics.fmean([x["accuracy"] for x in seeded.results
-                                         if x["variant_id"] == seeded.baseline_id and x["task"] == r["task"]])
-            for r in seeded.results}
-    for _, row in board[~board["variant"].str.startswith("★")].iterrows():
-        vid = int(row["variant id"])
-        acc = statistics.fmean([r["accuracy"] for r in seeded.results
-                                if r["variant_id"] == vid and r["task"] == row["task"]])
-        assert row["Δ accuracy (pts)"] == f"{100 * (acc - base[row['task']]):+.1f}"
-    # GPU runs: the CPU memory column is empty, so it is hidden and the page says why
-    assert "peak RSS (GiB)" not in board.columns
-    assert any("peak RSS (GiB) (no run was on a CPU)" in c.value for c in at.caption)
-    # the CSV export: numbers in the header's units, no 17-digit floats
+    tables = _boards(at)
+    assert len(tables) == 2  # one per task (rte, sst2), each headed by its task
+    assert [h.value for h in at.subheader][:2] == ["Task rte", "Task sst2"]
+    for task, board in zip(("rte", "sst2"), tables):
+        assert len(board) == 3
+        assert board["variant"].iloc[0] == "★ " + seeded.labels[seeded.baseline_id]  # baseline first
+        base = {r["seed"]: r["accuracy"] for r in seeded.results
+                if r["variant_id"] == seeded.baseline_id and r["task"] == task}
+        for _, row in board.iterrows():
+            label = row["variant"].removeprefix("★ ")
+            vid = next(v for v, lab in seeded.labels.items() if lab == label)
+            mine = {r["seed"]: r["accuracy"] for r in seeded.results if r["variant_id"] == vid and r["task"] == task}
+            assert row["seeds"] == str(len(mine))
+            assert row["accuracy (%)"] == _ci_text(list(mine.values()))   # one "mean ± CI" cell, percent
+            if vid != seeded.baseline_id:
+                text, excludes = _paired_text(base, mine)                 # paired over the common seeds
+                assert row["Δ accuracy vs baseline"].startswith(text)
+                assert row["Δ accuracy vs baseline"].split("]")[1].strip().startswith("*") == excludes
+    # GPU runs: CPU memory has no value, so it is not a column and a note says why
+    assert "peak RSS" not in tables[0].columns
+    notes = " ".join(c.value for c in at.caption)
+    assert "Holm" in notes and "paired t" in notes  # captions are markdown-escaped (plan labels in them)
     assert at.get("download_button")[0].label == "Download CSV"
-    csv = pd.read_csv(io.BytesIO(_csv_bytes(at)))  # the browser test downloads the real file
-    assert list(csv["accuracy_pct"]) == pytest.approx([float(f"{v:.4g}") for v in csv["accuracy_pct"]])
-    assert all(len(str(v).replace(".", "").lstrip("0")) <= 5 for v in csv["accuracy_pct"])
-    first = csv.iloc[0]
-    vals = [r["accuracy"] for r in seeded.results if r["variant_id"] == seeded.baseline_id and r["task"] == first["task"]]
-    assert first["accuracy_pct"] == pytest.approx(100 * statistics.fmean(vals), rel=1e-3)
+    assert [b.label for b in at.get("download_button")] == ["Download CSV", "Markdown", "LaTeX"]
     at.selectbox(key="lb_task").set_value("rte").run()
-    assert len(frame(at, "accuracy (%)")) == 3 and "task" not in frame(at, "accuracy (%)").columns
-    assert any(c.value.startswith("Task rte.") for c in at.caption)  # one task: named once, not per row
+    assert len(_boards(at)) == 1 and len(_boards(at)[0]) == 3
+    assert not [h for h in at.subheader if h.value.startswith("Task ")]
+    assert any(c.value.startswith("Task rte") for c in at.caption)  # one task: named once, not per row
 
 
-def _csv_bytes(at) -> bytes:
-    """The bytes behind the page's CSV download button (what the browser would save)."""
-    from zolab.ui import data, tables
+def test_leaderboard_csv_export_is_the_cli_export(page, sqlite_url):
+    """The CSV the page offers is ``zolab leaderboard --format csv``'s, rounded as shown."""
+    import csv
+    import io
 
-    plan_id = at.selectbox(key="lb_plan").value
-    task = at.selectbox(key="lb_task").value
-    return tables.export_csv(tables.leaderboard_export(data.leaderboard(plan_id, None if task == "(all tasks)" else task)))
+    from typer.testing import CliRunner
+
+    from zolab.cli import app
+
+    seeded = _seed(sqlite_url, tasks=("sst2",))
+    out = CliRunner().invoke(app, ["leaderboard", str(seeded.plan_id), "--format", "csv", "--db", sqlite_url])
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    base = [r["accuracy"] for r in seeded.results if r["variant_id"] == seeded.baseline_id]
+    first = next(r for r in rows if r["baseline"] == "True")
+    assert float(first["accuracy (%) mean"]) == round(100 * statistics.fmean(base), 1)
+    assert all(len(r["accuracy (%) mean"].split(".")[-1]) <= 1 for r in rows)  # no 17-digit floats
+    from zolab.platform import board_format as bf
+    from zolab.ui import data
+
+    at = page("leaderboard")
+    _no_exceptions(at)
+    assert bf.render(data.board(seeded.plan_id), "csv") == out.stdout
 
 
 def test_cpu_plan_hides_gpu_columns_and_says_why(page, sqlite_url):
-    _seed(sqlite_url, cpu=True)
+    _seed(sqlite_url, cpu=True, tasks=("sst2",))
     at = page("leaderboard")
     _no_exceptions(at)
-    board = frame(at, "accuracy (%)")
-    assert "peak GPU mem (GiB)" not in board.columns and "GPU hours" not in board.columns
-    assert "peak RSS (GiB)" in board.columns
-    caption = next(c.value for c in at.caption if c.value.startswith("Hidden because"))
-    assert "peak GPU mem (GiB) (no run was on a GPU)" in caption and "GPU hours (every run was on CPU)" in caption
+    board = _boards(at)[0]
+    assert not [c for c in board.columns if "GPU" in c or "allocated" in c]
+    assert "peak RSS" in " ".join(board.columns)
+    notes = " ".join(c.value for c in at.caption)
+    assert "not shown" in notes and "GPU hours" in notes
+
+
+def test_diverged_rows_come_last_with_a_mark_and_their_own_colour(page, sqlite_url):
+    from zolab.db.models import Result
+    from zolab.ui.tables import DIVERGED_BG
+
+    seeded = _seed(sqlite_url, tasks=("sst2",))
+    bad = seeded.variant_ids[2]  # the best variant by accuracy in the fixture
+    with session_scope(sqlite_url) as s:
+        s.query(Result).filter(Result.variant_id == bad, Result.seed == 13).update({"diverged": True})
+    at = page("leaderboard")
+    _no_exceptions(at)
+    board = _boards(at)[0]
+    assert board["variant"].iloc[-1] == f"{seeded.labels[bad]} [diverged 1/3]"
+    styled = next(d for d in at.dataframe if d.key == "leaderboard_table_0")
+    assert DIVERGED_BG.lstrip("#").lower() in str(styled.proto).lower()
+    assert any("diverged k/n" in c.value for c in at.caption)
 
 
 # ---------------------------------------------------------------- drill-down
@@ -337,9 +368,9 @@ def test_drilldown_shows_config_diff_seed_values_curves_and_job_log(page, sqlite
     at = page("leaderboard")
     _no_exceptions(at)
     # a row selected in the leaderboard picks the variant for the drill-down
-    board = frame(at, "accuracy (%)")
-    at.session_state["leaderboard_table"] = {"selection": {"rows": [int(board.index[board["variant id"] == fo][0])],
-                                                           "columns": [], "cells": []}}
+    board = _boards(at)[0]
+    row = list(board["variant"]).index(seeded.labels[fo])
+    at.session_state["leaderboard_table_0"] = {"selection": {"rows": [row], "columns": [], "cells": []}}
     at.run()
     _no_exceptions(at)
     assert at.selectbox(key="drill_variant").value == fo
@@ -398,7 +429,10 @@ def test_compare_renders_charts_for_chosen_variants(page, sqlite_url):
     chosen = seeded.variant_ids[:2]
     at.multiselect(key="cmp_variants").set_value(chosen).run()
     _no_exceptions(at)
-    figs = list(_figures(at).values())
+    everything = list(_figures(at).values())
+    deltas = [f for f in everything if f["layout"]["title"]["text"].startswith("Δ ")]
+    figs = [f for f in everything if f not in deltas]
+    assert len(deltas) == 2 * 2  # accuracy and F1 differences, per task (every variant, whatever is picked)
     assert len(figs) == 3 + 1 + 2 + 1  # accuracy, F1, peak memory; Pareto; 2 curves; GPU hours
     labels = {seeded.labels[v] for v in chosen}
     for fig in figs:
@@ -420,6 +454,23 @@ def test_compare_renders_charts_for_chosen_variants(page, sqlite_url):
     assert len({next(iter(set().union(*(_trace_colors(f, lab) for f in figs)))) for lab in labels}) == 2
     titles = [f["layout"]["yaxis"]["title"]["text"] for f in figs]
     assert "peak memory (GiB)" in titles and "GPU hours per run (h)" in titles
+    # the differences: the paired interval as an asymmetric error bar around the mean difference
+    from scipy import stats as sps
+
+    acc = next(f for f in deltas if f["layout"]["title"]["text"].startswith("Δ accuracy") and "(rte)" in
+               f["layout"]["title"]["text"])
+    base = {r["seed"]: r["accuracy"] for r in seeded.results if r["variant_id"] == seeded.baseline_id
+            and r["task"] == "rte"}
+    for trace in acc["data"]:
+        vid = next(v for v, lab in seeded.labels.items() if lab == trace["name"])
+        d = [100 * (r["accuracy"] - base[r["seed"]]) for r in seeded.results if r["variant_id"] == vid
+             and r["task"] == "rte"]
+        half = sps.t.ppf(0.975, len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+        assert trace["y"][0] == pytest.approx(statistics.fmean(d))
+        assert trace["error_y"]["array"][0] == pytest.approx(half) == trace["error_y"]["arrayminus"][0]
+        assert trace["text"][0].startswith("*") == (abs(statistics.fmean(d)) > half)
+        if trace["name"] in labels:  # the same colour as on the other charts
+            assert _trace_colors(acc, trace["name"]) == set().union(*(_trace_colors(f, trace["name"]) for f in figs))
     # curves: a band (lowest to highest seed) behind each mean line; log scale on demand
     loss = next(f for f in figs if f["layout"]["title"]["text"].startswith("train_loss"))
     assert [t.get("fill") for t in loss["data"]].count("toself") == 2 * 2  # 2 variants x 2 tasks

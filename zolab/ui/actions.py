@@ -10,17 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zolab import config
 from zolab.platform.components import component_names
 from zolab.platform.errors import PlanError
-from zolab.platform.estimates import StepTimeModel, estimate_job
 from zolab.platform.parsers.source import MAX_BYTES
 from zolab.platform.upload import Prepared, prepare, store
-from zolab.runners.config import RunConfig
 from zolab.ui import data
 
 #: file types the upload accepts (``.txt``: planner trajectories such as the seed plans)
@@ -59,65 +56,12 @@ def components() -> list[str]:
     return component_names()
 
 
-@dataclass(frozen=True)
-class UploadEstimate:
-    """What launching would cost, before saving (default step times: no past runs consulted)."""
+def preview_expansion(prepared: Prepared) -> Any:
+    """The jobs and estimates a prepared plan will have once stored (the same numbers the stored
+    plan shows: ``scheduler.expand_prepared``); writes nothing."""
+    from zolab.platform.scheduler import expand_prepared
 
-    variants: int
-    jobs: int
-    gpu_hours: float             # hours on ``device`` (GPU-hours, or CPU-hours for device "cpu")
-    max_memory_bytes: int
-    budget_gpu_hours: float | None
-    device: str = "cpu"
-
-    @property
-    def within_budget(self) -> bool:
-        return self.budget_gpu_hours is None or self.gpu_hours <= self.budget_gpu_hours
-
-
-def estimate_upload(prepared: Prepared, device: str = "cpu") -> UploadEstimate:
-    """Variants, jobs (tuning trials included), hours and peak memory of a plan before it is saved
-    (thread-safe: ``estimates.model_shape`` serialises transformers' first use across Streamlit's
-    script threads)."""
-    from zolab.platform import tuning
-
-    plan = prepared.plan
-    times = StepTimeModel()
-    tune = tuning.settings_of(plan.canonical()) if plan.tuning is not None else None
-    configs: list[RunConfig] = []
-    for v in prepared.variants:
-        for task in plan.tasks:
-            if tune is not None and tuning.is_tunable(v.config):
-                configs += [tuning.trial_config(v.config, task, tune, {})] * tune.trials
-            configs += [RunConfig.from_dict({**v.config, "task": task, "seed": seed}) for seed in plan.seeds]
-    hours, mem = 0.0, 0
-    for cfg in configs:
-        est = estimate_job(cfg, times, device)
-        hours += est.gpu_hours
-        mem = max(mem, est.memory_bytes)
-    jobs = len(configs)
-    budget = plan.budget.gpu_hours if plan.budget is not None else None
-    return UploadEstimate(len(prepared.variants), jobs, hours, mem, budget, device)
-
-
-#: launching more than this many estimated hours with no budget in the plan asks for confirmation
-CONFIRM_HOURS_WITHOUT_BUDGET = 10.0
-
-
-def hours_unit(device: str) -> str:
-    """What an estimate's hours are: GPU-hours, or CPU-hours of this machine."""
-    return "CPU-hours on this machine" if device == "cpu" else "GPU-hours"
-
-
-def launch_needs_confirmation(hours: float, budget: float | None, unit: str = "GPU-hours") -> str | None:
-    """Why launching should be confirmed first (None: launch at once): above the plan's budget, or
-    above :data:`CONFIRM_HOURS_WITHOUT_BUDGET` when the plan sets no budget."""
-    if budget is not None and hours > budget:
-        return f"the estimate ({hours:.3g} {unit}) is over the plan's budget of {budget:.3g}"
-    if budget is None and hours > CONFIRM_HOURS_WITHOUT_BUDGET:
-        return (f"the estimate ({hours:.3g} {unit}) is above {CONFIRM_HOURS_WITHOUT_BUDGET:g} and the plan sets "
-                "no budget")
-    return None
+    return expand_prepared(data.db_url(), prepared)
 
 
 def save(prepared: Prepared, *, allow_unresolved: bool = False) -> tuple[int, bool]:

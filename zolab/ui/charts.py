@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -113,6 +114,41 @@ def metric_bars(rows: Sequence[LeaderboardRow], metric: str, colors: Mapping[int
     return _layout(fig, spec.title)
 
 
+#: bars of variants with a diverged seed (their mean includes a blown-up run)
+DIVERGED_COLOR = "#b0b0b0"
+
+
+def delta_bars(board: Any, tb: Any, key: str, colors: Mapping[int, str]) -> go.Figure:
+    """Who beats the baseline, by how much: per variant the paired difference from the baseline
+    (percentage points for accuracy / F1) with its t-interval as the error bar, ``*`` / ``†`` on the
+    bars whose interval excludes 0 / that survive Holm; diverged variants grey and hatched."""
+    from zolab.platform import board_format as bf
+    from zolab.platform.leaderboard import METRICS as BOARD_METRICS
+
+    spec = BOARD_METRICS[key]
+    scale = spec.scale if spec.unit == "%" else 1.0
+    fig = go.Figure()
+    for r in tb.rows:
+        d = r.cells[key].delta if key in r.cells else None
+        if r.is_baseline or d is None or d.mean is None:
+            continue
+        mean = d.mean * scale
+        err = {"type": "data", "symmetric": False, "visible": d.has_interval,
+               "array": [(d.high - d.mean) * scale if d.has_interval else 0.0],
+               "arrayminus": [(d.mean - d.low) * scale if d.has_interval else 0.0]}
+        marker = {"color": DIVERGED_COLOR, "pattern": {"shape": "/"}} if r.diverged else {
+            "color": colors.get(r.variant_id)}
+        fig.add_bar(name=bf.label_text(r), x=[bf.label_text(r)], y=[mean], marker=marker, error_y=err,
+                    text=[bf.markers(d, board.alpha)], textposition="outside",
+                    hovertext=[bf.delta_text(spec, d, board.alpha)], hoverinfo="text")
+    fig.add_hline(y=0, line_color="#555", annotation_text=f"baseline ({tb.baseline})", annotation_position="top left")
+    unit = " (pts)" if spec.unit == "%" else ""
+    fig.update_yaxes(title_text=f"Δ {spec.label} vs baseline{unit}", zeroline=True)
+    fig.update_xaxes(showticklabels=False)
+    title = f"Δ {spec.label} vs the baseline, paired 95% interval ({tb.task})"
+    return _layout(fig, title)
+
+
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both axes (lower memory x, higher accuracy y),
     ordered by memory. Ties on both keep the first."""
@@ -187,11 +223,13 @@ def seed_colors(seeds: Sequence[int]) -> dict[int, str]:
 
 
 __all__ = [
+    "DIVERGED_COLOR",
     "METRICS",
     "PALETTE",
     "MetricSpec",
     "accuracy_memory_scatter",
     "curve_figure",
+    "delta_bars",
     "has_values",
     "is_percent_curve",
     "metric_bars",

@@ -153,6 +153,20 @@ def leaderboard(plan_id: int, task: str | None = None) -> list[lb.LeaderboardRow
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def _board(url: str, plan_id: int, task: str | None) -> Any:
+    from zolab.platform.leaderboard import build_board
+
+    with _session(url) as s:
+        return build_board(s, plan_id, task=task)
+
+
+def board(plan_id: int, task: str | None = None) -> Any:
+    """The plan's :class:`zolab.platform.leaderboard.Board`: per task, ranked rows with mean ± CI and
+    the paired difference from the baseline (Holm-adjusted), dead columns dropped with a reason."""
+    return _board(db_url(), plan_id, task)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def _tasks(url: str, plan_id: int) -> list[str]:
     with _session(url) as s:
         return lb.leaderboard_tasks(s, plan_id)

@@ -2,11 +2,10 @@
 
 Pure functions (rows in, DataFrame out), so tests check every cell without a browser. Conventions:
 
-* accuracy and F1 are percentages; a mean and its 95% CI are one cell (``81.0 ± 4.2``);
-* a column with no value in any row (GPU memory on a CPU-only plan, GPU hours of CPU runs) is
-  dropped, and :func:`drop_empty` says which and why, so the page can print one sentence;
-* exports (CSV) hold numbers in the units of their header, rounded to what the data supports
-  (no 17-digit floats).
+* accuracy and F1 are percentages; the leaderboard's cells are ``zolab.platform.board_format``'s
+  (the same text as ``zolab leaderboard`` and its exports);
+* a column with no value in any row is dropped, and :func:`drop_empty` says which and why, so the
+  page can print one sentence.
 """
 
 from __future__ import annotations
@@ -20,22 +19,13 @@ import pandas as pd
 
 from zolab.db.repo import dashboard as dash
 from zolab.db.repo import plans as plans_repo
-from zolab.db.repo.leaderboard import LeaderboardRow
-
-GiB = 1024**3
-MiB = 1024**2
 
 #: why a column can be empty, for the sentence under a table that hid it
 EMPTY_REASONS = {
-    "peak GPU mem (GiB)": "no run was on a GPU",
-    "peak GPU reserved (GiB)": "no run was on a GPU",
-    "peak RSS (GiB)": "no run was on a CPU",
-    "GPU hours (total)": "every run was on CPU",
-    "GPU hours": "every run was on CPU",
-    "Δ F1 (pts)": "no baseline row",
-    "Δ accuracy (pts)": "no baseline row",
     "worker": "no job has been claimed yet",
     "error": "no job has an error",
+    "baseline accuracy (%)": "the baseline has no result on these seeds",
+    "Δ vs baseline (pts)": "the baseline has no result on these seeds",
 }
 
 
@@ -61,38 +51,6 @@ def hidden_sentence(dropped: Sequence[str]) -> str | None:
 # -- number formatting ----------------------------------------------------------------------------
 def pct(v: float | None) -> float | None:
     return None if v is None else 100.0 * v
-
-
-def mean_ci_text(mean: float | None, ci: float | None, *, scale: float = 1.0, digits: int = 1) -> str:
-    """``81.0 ± 4.2`` (``± n/a`` needs 2 seeds: shown as the mean alone); empty when no mean."""
-    if mean is None:
-        return ""
-    text = f"{mean * scale:.{digits}f}"
-    return text if ci is None else f"{text} ± {ci * scale:.{digits}f}"
-
-
-def signed(v: float | None, *, scale: float = 1.0, digits: int = 1) -> str:
-    return "" if v is None else f"{v * scale:+.{digits}f}"
-
-
-def _gib(v: float | None) -> float | None:
-    return None if v is None else v / GiB
-
-
-def _nonzero(v: float | None) -> float | None:
-    return None if v is None or v == 0 else v
-
-
-def round_sig(v: Any, sig: int = 4) -> Any:
-    """Round floats to ``sig`` significant digits (CSV exports); other values unchanged."""
-    if not isinstance(v, float) or math.isnan(v) or math.isinf(v) or v == 0:
-        return v
-    return round(v, sig - 1 - math.floor(math.log10(abs(v))))
-
-
-def export_csv(frame: pd.DataFrame, sig: int = 4) -> bytes:
-    """The frame as CSV, floats rounded to ``sig`` significant digits."""
-    return frame.map(lambda v: round_sig(v, sig)).to_csv(index=False).encode()
 
 
 # -- plans ----------------------------------------------------------------------------------------
@@ -149,43 +107,31 @@ def jobs_frame(rows: Sequence[dash.JobRow], now: datetime) -> pd.DataFrame:
     return pd.DataFrame(out, columns=JOB_COLUMNS)
 
 
-# -- leaderboard ----------------------------------------------------------------------------------
-def leaderboard_frame(rows: Sequence[LeaderboardRow]) -> pd.DataFrame:
-    """What the Leaderboard page shows: one "mean ± CI" cell per metric, percentages, the baseline
-    marked; columns without values are dropped by the page with :func:`drop_empty`."""
-    return pd.DataFrame(
-        [
-            {"task": r.task, "variant": ("★ " if r.is_baseline else "") + r.label, "seeds": r.n,
-             "accuracy (%)": mean_ci_text(r.accuracy_mean, r.accuracy_ci, scale=100),
-             "Δ accuracy (pts)": "" if r.is_baseline else signed(r.delta_accuracy, scale=100),
-             "F1 (%)": mean_ci_text(r.f1_mean, r.f1_ci, scale=100),
-             "Δ F1 (pts)": "" if r.is_baseline else signed(r.delta_f1, scale=100),
-             "peak GPU mem (GiB)": _gib(r.peak_memory_allocated_mean),
-             "peak RSS (GiB)": _gib(r.peak_rss_mean),
-             "GPU hours": _nonzero(r.gpu_hours_mean),
-             "wall time (s)": r.wall_time_mean,
-             "variant id": r.variant_id}
-            for r in rows
-        ],
-        columns=["task", "variant", "seeds", "accuracy (%)", "Δ accuracy (pts)", "F1 (%)", "Δ F1 (pts)",
-                 "peak GPU mem (GiB)", "peak RSS (GiB)", "GPU hours", "wall time (s)", "variant id"],
-    )
+#: background of a row with a diverged seed (the board ranks it last and marks it "[diverged k/n]")
+DIVERGED_BG = "#fde7e7"
 
 
-def leaderboard_export(rows: Sequence[LeaderboardRow]) -> pd.DataFrame:
-    """The leaderboard as numbers for a spreadsheet: percent and percentage points, GiB, hours."""
-    return pd.DataFrame(
-        [
-            {"task": r.task, "variant": r.label, "baseline": r.is_baseline, "seeds": r.n,
-             "accuracy_pct": pct(r.accuracy_mean), "accuracy_ci95_pct": pct(r.accuracy_ci),
-             "delta_accuracy_pts": None if r.is_baseline else pct(r.delta_accuracy),
-             "f1_pct": pct(r.f1_mean), "f1_ci95_pct": pct(r.f1_ci),
-             "delta_f1_pts": None if r.is_baseline else pct(r.delta_f1),
-             "peak_gpu_mem_gib": _gib(r.peak_memory_allocated_mean), "peak_rss_gib": _gib(r.peak_rss_mean),
-             "gpu_hours_mean": _nonzero(r.gpu_hours_mean), "wall_time_s": r.wall_time_mean}
-            for r in rows
-        ]
-    )
+def board_frame(board: Any, tb: Any) -> tuple[pd.DataFrame, list[int], list[bool]]:
+    """One task of a :class:`~zolab.platform.leaderboard.Board` as shown and exported by the CLI
+    (``board_format.task_table``: percent ``mean ± CI`` cells, ``+6.0 pts [-1.2, +13.2] *†`` paired
+    differences), the baseline starred; with the rows' variant ids and diverged flags, in row order."""
+    from zolab.platform import board_format as bf
+
+    t = bf.task_table(board, tb)
+    frame = pd.DataFrame(t.rows, columns=t.headers)
+    frame["variant"] = [("★ " if r.is_baseline else "") + text for r, text in zip(tb.rows, frame["variant"])]
+    return frame, [r.variant_id for r in tb.rows], [r.diverged for r in tb.rows]
+
+
+def style_diverged(frame: pd.DataFrame, diverged: Sequence[bool]) -> Any:
+    """A Styler that gives rows with a diverged seed their own background."""
+    flags = list(diverged)
+
+    def row_style(row: pd.Series) -> list[str]:
+        bg = f"background-color: {DIVERGED_BG}" if flags[row.name] else ""
+        return [bg] * len(row)
+
+    return frame.style.apply(row_style, axis=1)
 
 
 # -- drill-down -----------------------------------------------------------------------------------
@@ -258,22 +204,19 @@ def trials_frame(trials: Sequence[Any], jobs: Mapping[int, dash.TrialJob], param
 
 
 __all__ = [
+    "DIVERGED_BG",
+    "board_frame",
     "config_diff",
     "drop_empty",
     "events_frame",
-    "export_csv",
     "hidden_sentence",
     "job_states_text",
     "jobs_frame",
-    "leaderboard_export",
-    "leaderboard_frame",
-    "mean_ci_text",
     "pct",
     "plans_frame",
-    "round_sig",
     "seeds_frame",
     "short_worker",
-    "signed",
+    "style_diverged",
     "trial_state",
     "trials_frame",
     "tuned_frame",

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from zolab.platform.leaderboard import pareto_front
 from zolab.ui import charts, data
-from zolab.ui.widgets import empty_state, plan_picker
+from zolab.ui.widgets import empty_state, md_escape, plan_picker
 
 st.title("Compare variants")
 plan_id = plan_picker("cmp_plan")
@@ -40,6 +41,20 @@ def _grid(figures: list[tuple[str, object]]) -> None:
         cols[i % 2].plotly_chart(fig, key=key)
 
 
+board = data.board(plan_id, None if task == "(all tasks)" else task)
+st.subheader("Who beats the baseline")
+deltas = [(f"delta_{key}_{i}", charts.delta_bars(board, tb, key, colors))
+          for i, tb in enumerate(board.tasks) for key in ("accuracy", "f1")
+          if tb.baseline is not None and key in tb.shown and len(tb.rows) > 1]
+if deltas:
+    _grid(deltas)
+    st.caption("Bars: variant minus baseline, seed by seed (the same seed draws the same data), with the paired "
+               "95% t-interval; * the interval excludes 0, † still significant after Holm's correction over the "
+               "plan's variants. Grey hatched bars: a seed diverged. All variants are shown here, whatever is "
+               "picked above.")
+else:
+    st.caption("Not drawn: no baseline result to compare with.")
+
 asked = [m for m in data.plan_metrics(plan_id) if m in charts.METRICS] or ["accuracy", "f1", "peak_memory"]
 st.subheader("Metrics the plan asked for")
 drawn = [m for m in asked if m != "gpu_hours" and charts.has_values(rows, m)]
@@ -48,7 +63,12 @@ if missing := [charts.METRICS[m].title for m in asked if m not in drawn and m !=
     st.caption("Not drawn, no run recorded a value: " + ", ".join(missing) + ".")
 
 st.subheader("Accuracy vs memory")
-if any(r.peak_memory is not None for r in rows):
+fronts = [(tb, pareto_front(tb)) for tb in board.tasks]
+noisy = [f.note for _, f in fronts if not f.labels and f.note]
+if noisy:  # memory that does not separate the variants beyond their run-to-run spread: no front
+    for note in noisy:
+        st.caption(md_escape(note))
+elif any(r.peak_memory is not None for r in rows):
     st.plotly_chart(charts.accuracy_memory_scatter(rows, colors), key="pareto")
 else:
     st.caption("Not drawn: no run of these variants recorded its memory.")

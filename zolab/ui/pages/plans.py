@@ -59,38 +59,39 @@ def _show_plan_error(err: PlanError, what: str) -> None:
     st.dataframe(issues_frame(err.issues), hide_index=True, width="stretch", key="plan_errors")
 
 
-def _estimate_metrics(variants: int, jobs: int, hours: float, unit: str, memory_bytes: int) -> None:
-    """Variants, jobs, estimated hours (named by the device they assume) and peak memory."""
+def _estimate_metrics(exp) -> None:
+    """Variants, jobs, estimated hours (named by the device and card they assume) and peak memory,
+    with the sentence that says what the estimate rests on."""
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Variants", variants)
-    c2.metric("Jobs", jobs)
-    c3.metric(f"Est. {unit}", f"{hours:.3g}", help="Where the estimate assumes the jobs run: " + unit)
-    c4.metric("Est. peak memory (GiB)", f"{memory_bytes / 1024**3:.2f}")
+    c1.metric("Variants", len(exp.variants))
+    c2.metric("Jobs", len(exp.jobs))
+    c3.metric(f"Est. {exp.estimate_label}", f"{exp.total_hours:.3g}", help=exp.estimate_note)
+    c4.metric("Est. peak memory (GiB)", f"{exp.max_memory_bytes / 1024**3:.2f}")
+    st.caption(md_escape(f"Estimate: {exp.estimate_note}."))
 
 
 def _upload_estimate(prepared) -> None:
-    est = actions.estimate_upload(prepared)
-    unit = actions.hours_unit(est.device)
-    _estimate_metrics(est.variants, est.jobs, est.gpu_hours, unit, est.max_memory_bytes)
-    if est.budget_gpu_hours is not None:
-        (st.success if est.within_budget else st.warning)(
-            f"{'Within' if est.within_budget else 'OVER'} budget: {est.gpu_hours:.3g} of "
-            f"{est.budget_gpu_hours:.3g} {unit} (default step times; the stored plan's estimate also learns "
-            "from finished runs).")
+    try:
+        exp = actions.preview_expansion(prepared)
+    except Exception as exc:  # noqa: BLE001  (an estimate that cannot be made is said, not raised)
+        st.warning(f"No estimate: {md_escape(exc)}")
+        return
+    _estimate_metrics(exp)
+    if exp.budget_gpu_hours is not None:
+        (st.success if exp.within_budget else st.warning)(md_escape(exp.verdict()))
 
 
 def _launch_controls(plan_id: int, exp) -> None:
-    """The Launch button; above the budget, or above the no-budget limit, a confirmation first."""
-    unit = actions.hours_unit(exp.device)
-    reason = actions.launch_needs_confirmation(exp.total_gpu_hours, exp.budget_gpu_hours, unit)
+    """The Launch button; above the budget, or above 10 GPU-hours with no budget, a confirmation first."""
+    check = exp.launch_check()
     confirmed = True
-    if reason:
-        st.warning(f"Launching needs your confirmation: {reason}.", icon=":material/warning:")
-        confirmed = st.checkbox(f"Yes, launch {len(exp.jobs)} jobs (est. {exp.total_gpu_hours:.3g} {unit})",
-                                key="confirm_launch")
+    if check.needs_confirmation:
+        st.warning(f"Launching needs your confirmation: {md_escape(check.reason)}.", icon=":material/warning:")
+        confirmed = st.checkbox(f"Yes, launch {len(exp.jobs)} jobs (est. {exp.total_hours:.3g} "
+                                f"{md_escape(exp.estimate_label)})", key="confirm_launch")
     if st.button("Launch", type="primary", key="launch", disabled=not confirmed):
         try:
-            created, existing, started = actions.launch(plan_id, force=bool(reason))
+            created, existing, started = actions.launch(plan_id, force=check.needs_confirmation)
         except Exception as exc:  # noqa: BLE001  (budget / DB refusals shown as one line)
             st.error(f"Launch refused: {md_escape(exc)}")
         else:
@@ -119,15 +120,14 @@ def _launch_section() -> None:
     except Exception as exc:  # noqa: BLE001  (scheduler refusals are shown, not raised)
         st.error(f"Cannot expand this plan: {md_escape(exc)}")
         return
-    unit = actions.hours_unit(exp.device)
-    _estimate_metrics(len(exp.variants), len(exp.jobs), exp.total_gpu_hours, unit, exp.max_memory_bytes)
+    _estimate_metrics(exp)
     (st.success if exp.within_budget else st.warning)(md_escape(exp.verdict()))
     if exp.skipped:
         st.dataframe(pd.DataFrame([{"skipped ablation": s.name, "status": s.status, "reason": s.reason}
                                    for s in exp.skipped]), hide_index=True, width="stretch", key="skipped")
     with st.expander("Jobs to run"):
         st.dataframe(pd.DataFrame([{"variant": j.variant_label, "task": j.task, "seed": j.seed, "stage": j.stage,
-                                    f"est. {unit}": j.estimate.gpu_hours,
+                                    f"est. {j.estimate.label}": j.estimate.hours,
                                     "est. memory (GiB)": j.estimate.memory_bytes / 1024**3}
                                    for j in exp.jobs]), hide_index=True, width="stretch", key="job_preview")
     _launch_controls(plan_id, exp)
