@@ -264,7 +264,7 @@ def test_upload_launch_and_read_leaderboard_in_chromium(server, size):
 
             page.get_by_role("button", name="Save plan").click()
             page.get_by_text("Saved as plan #1.").wait_for(timeout=60_000)
-            assert page.get_by_text("Est. CPU-hours on this machine").count() >= 1  # the estimate names its device
+            page.get_by_text("Est. CPU-hours on this machine").first.wait_for(timeout=60_000)  # names its device
             launch = page.get_by_role("button", name="Launch", exact=True)
             launch.wait_for(timeout=60_000)
             _settle(page)
@@ -313,8 +313,9 @@ def test_upload_launch_and_read_leaderboard_in_chromium(server, size):
             _no_exception_box(page)
             board = _cells(page, 0)
             assert "★ baseline" in board, board[:40]
-            page.get_by_text("Task synthetic-sentiment. Means over finished seeds").wait_for(timeout=10_000)
-            assert any(re.fullmatch(r"\d+\.\d", c) for c in board), board[:40]  # percent, one decimal
+            page.get_by_text("Task synthetic-sentiment.", exact=True).wait_for(timeout=10_000)
+            assert any(re.fullmatch(r"\d+\.\d (\(1 seed\)|± \d+\.\d)", c) for c in board), board[:40]  # percent
+            assert any(re.fullmatch(r"[+-]\d+\.\d pts \(no interval\)", c) for c in board), board[:40]
             _no_overflow(page, "leaderboard")
             _shot(page, size, 6, "leaderboard")
             _click_row(page, 0, 1)
@@ -327,10 +328,10 @@ def test_upload_launch_and_read_leaderboard_in_chromium(server, size):
             with page.expect_download() as info:
                 page.get_by_role("button", name="Download CSV").click()
             rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))
-            assert len(rows) == N_VARIANTS and rows[0]["variant"] == "baseline"
+            assert len(rows) == N_VARIANTS and rows[0]["variant"] == "baseline" and rows[0]["baseline"] == "True"
             for r in rows:
-                assert 0 <= float(r["accuracy_pct"]) <= 100
-                assert len(r["accuracy_pct"].replace(".", "").lstrip("0")) <= 4  # 4 significant digits
+                assert 0 <= float(r["accuracy (%) mean"]) <= 100
+                assert len(r["accuracy (%) mean"].split(".")[-1]) <= 1  # rounded as shown, no 17-digit floats
 
             _goto(page, "Compare")
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)

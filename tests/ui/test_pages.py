@@ -335,8 +335,11 @@ def test_cpu_plan_hides_gpu_columns_and_says_why(page, sqlite_url):
     at = page("leaderboard")
     _no_exceptions(at)
     board = _boards(at)[0]
-    assert not [c for c in board.columns if "GPU" in c or "allocated" in c]
-    assert "peak RSS" in " ".join(board.columns)
+    more = frame(at, "peak RSS (process)")  # under "More measurements"
+    assert [e.label for e in at.expander] == ["More measurements: peak RSS (process), wall time (s)"]
+    shown = " ".join([*board.columns, *more.columns])
+    assert "GPU" not in shown and "allocated" not in shown
+    assert "peak RSS" in " ".join(more.columns) and list(more["variant"]) == list(board["variant"])
     notes = " ".join(c.value for c in at.caption)
     assert "not shown" in notes and "GPU hours" in notes
 

@@ -111,16 +111,31 @@ def jobs_frame(rows: Sequence[dash.JobRow], now: datetime) -> pd.DataFrame:
 DIVERGED_BG = "#fde7e7"
 
 
-def board_frame(board: Any, tb: Any) -> tuple[pd.DataFrame, list[int], list[bool]]:
-    """One task of a :class:`~zolab.platform.leaderboard.Board` as shown and exported by the CLI
+#: the leaderboard's main table: these columns (and the first memory column) fit 1280 px; the rest of
+#: the board's measurements go to a second table under it
+MAIN_PREFIXES = ("variant", "seeds", "accuracy", "Δ accuracy", "macro-F1", "Δ macro-F1")
+
+
+def board_frame(board: Any, tb: Any) -> tuple[pd.DataFrame, pd.DataFrame, list[int], list[bool]]:
+    """One task of a :class:`~zolab.platform.leaderboard.Board` as ``zolab leaderboard`` shows it
     (``board_format.task_table``: percent ``mean ± CI`` cells, ``+6.0 pts [-1.2, +13.2] *†`` paired
-    differences), the baseline starred; with the rows' variant ids and diverged flags, in row order."""
+    differences), the baseline starred. Returns the main table (variant, seeds, accuracy and F1 with
+    their differences, the primary memory column), the other measurements (variant + the rest), and
+    the rows' variant ids and diverged flags, in row order."""
     from zolab.platform import board_format as bf
 
     t = bf.task_table(board, tb)
     frame = pd.DataFrame(t.rows, columns=t.headers)
     frame["variant"] = [("★ " if r.is_baseline else "") + text for r, text in zip(tb.rows, frame["variant"])]
-    return frame, [r.variant_id for r in tb.rows], [r.diverged for r in tb.rows]
+    # "(1 paired seed: no interval)" is said once in the notes; the cell keeps the number and "no interval"
+    for c in frame.columns:
+        if c.startswith("Δ"):
+            frame[c] = frame[c].str.replace("(1 paired seed: no interval)", "(no interval)", regex=False)
+    memory = next((c for c in frame.columns if c.startswith(("method memory", "peak GPU allocated"))), None)
+    main = [c for c in frame.columns if c.startswith(MAIN_PREFIXES) or c == memory]
+    rest = ["variant", *[c for c in frame.columns if c not in main]]
+    return frame[main], frame[rest] if len(rest) > 1 else frame[[]], \
+        [r.variant_id for r in tb.rows], [r.diverged for r in tb.rows]
 
 
 def style_diverged(frame: pd.DataFrame, diverged: Sequence[bool]) -> Any:

@@ -30,20 +30,28 @@ selected_variant = None
 for i, tb in enumerate(board.tasks):
     if len(board.tasks) > 1:
         st.subheader(f"Task {md_escape(tb.task)}")
-    frame, ids, diverged = tables.board_frame(board, tb)
+    frame, more, ids, diverged = tables.board_frame(board, tb)
     numeric = [c for c in frame.columns if c not in ("variant",)]
     event = st.dataframe(
         tables.style_diverged(frame, diverged), hide_index=True, width="stretch", key=f"leaderboard_table_{i}",
         on_select="rerun", selection_mode="single-row", row_height=35,
         column_config={
-            "variant": st.column_config.TextColumn("variant", pinned=True, width=170,
+            "variant": st.column_config.TextColumn("variant", pinned=True, width=150,
                                                    help="★ the baseline; select a row for its details"),
             "seeds": st.column_config.TextColumn("seeds", width=50, alignment="right"),
             **{c: st.column_config.TextColumn(c, alignment="right",
-                                              width=175 if c.startswith("Δ") else 100) for c in numeric
+                                              width=175 if c.startswith("Δ") else 125 if "memory" in c or
+                                              "allocated" in c else 95) for c in numeric
                if c != "seeds"},
         },
     )
+    if not more.empty:
+        with st.expander("More measurements: " + ", ".join(c for c in more.columns if c != "variant")):
+            st.dataframe(tables.style_diverged(more, diverged), hide_index=True, width="stretch",
+                         key=f"leaderboard_more_{i}", column_config={
+                             "variant": st.column_config.TextColumn("variant", pinned=True, width=170),
+                             **{c: st.column_config.TextColumn(c, alignment="right") for c in more.columns
+                                if c != "variant"}})
     if len(board.tasks) == 1:
         st.caption(f"Task {md_escape(tb.task)}.")
     for note in bf.task_notes(board, tb):
