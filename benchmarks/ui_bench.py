@@ -1,4 +1,5 @@
-"""Dashboard data at scale: time the leaderboard aggregation with 100k result rows on SQLite.
+"""Dashboard data at scale: time the leaderboard aggregation (and the paired-statistics board) with 100k
+result rows on SQLite.
 
 Issue 6 asks that the leaderboard's data function return in < 0.5 s with 100k result rows. This
 script fills a fresh SQLite file (migrated like any zolab DB) with one plan of
@@ -25,6 +26,7 @@ from sqlalchemy import insert
 from zolab.db.models import Job, Plan, Result, Variant
 from zolab.db.repo.leaderboard import leaderboard, metric_curves
 from zolab.db.session import dispose_engines, get_engine, session_scope
+from zolab.platform.leaderboard import build_board
 
 
 def fill(url: str, rows: int, variants: int, tasks: int) -> int:
@@ -88,6 +90,13 @@ def main() -> None:
                 board = leaderboard(s, plan_id)
             times.append(time.perf_counter() - t)
             cpu.append(time.process_time() - c)
+        board_times, board_cpu = [], []
+        for _ in range(args.repeat):  # the paired statistics (window over task x seed) + Holm + notes
+            t, c = time.perf_counter(), time.process_time()
+            with session_scope(url) as s:
+                build_board(s, plan_id)
+            board_times.append(time.perf_counter() - t)
+            board_cpu.append(time.process_time() - c)
         t = time.perf_counter()
         with session_scope(url) as s:
             one_task = leaderboard(s, plan_id, task="task0")
@@ -110,11 +119,13 @@ def main() -> None:
         "leaderboard_median_cpu_s": round(statistics.median(cpu), 4),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
+        "board_median_s": round(statistics.median(board_times), 4),
+        "board_median_cpu_s": round(statistics.median(board_cpu), 4),
         "leaderboard_one_task_s": round(one_task_s, 4),
         "leaderboard_one_task_rows": len(one_task),
         "metric_curves_s": round(curves_s, 4),
         "target_s": 0.5,
-        "ok": max(times) < 0.5,
+        "ok": max(times) < 0.5 and max(board_times) < 0.5,
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -31,7 +31,7 @@ def test_upgrade_downgrade_upgrade(empty_db_url):
     assert migrate.current(empty_db_url) is None
     assert _tables(empty_db_url) == set()
 
-    assert migrate.upgrade(empty_db_url) == migrate.head() == "0003"
+    assert migrate.upgrade(empty_db_url) == migrate.head() == "0004"
     assert _tables(empty_db_url) == MODEL_TABLES
 
     assert migrate.downgrade(empty_db_url, "base") is None
@@ -76,7 +76,7 @@ def test_schema_newer_than_code_is_refused_and_nothing_written(db_url):
     with pytest.raises(SchemaTooNewError) as err:
         get_engine(db_url)
     assert str(err.value) == (
-        "database schema 9999_future is newer than this zolab (knows up to 0003): upgrade zolab"
+        "database schema 9999_future is newer than this zolab (knows up to 0004): upgrade zolab"
     )
     with pytest.raises(SchemaTooNewError), session_scope(db_url) as s:
         s.add(_plan(2))  # never reached

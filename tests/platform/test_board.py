@@ -150,3 +150,15 @@ def test_exports_markdown_latex_csv(sqlite_url):
     assert rte_base["variant"] == "baseline" and rte_base["Δ accuracy (pts)"] == ""
     with pytest.raises(ValueError, match="unknown format"):
         bf.render(board, "html")
+
+
+def test_seed_values_for_drill_downs(db_url):
+    from zolab.db.repo.leaderboard import seed_values
+
+    fixed = seed_fixed_plan(db_url)
+    with session_scope(db_url) as s:
+        acc = seed_values(s, fixed.plan_id, "accuracy")
+        mem = seed_values(s, fixed.plan_id, "method_memory", task="sst2")
+    assert acc[("sst2", fixed.variant_ids["fo-adam"])] == pytest.approx(ACCURACY["fo-adam"])
+    assert acc[("sst2", fixed.variant_ids["one-seed"])] == pytest.approx({1: 0.80})
+    assert set(mem[("sst2", fixed.variant_ids["baseline"])].values()) == {1_000_000.0}

@@ -47,7 +47,7 @@ def expansion_tables(exp) -> list[Table]:
         hours = f"{sum(j.estimate.hours for j in group):.3g}" + ("" if len(labels) == 1 else f" {first.estimate.label}")
         jobs.add_row(escape(first.variant_label), escape(serves.get(vid, "")), escape(task), stage, str(len(group)),
                      ",".join(sorted({str(j.seed) for j in group})), f"{fwd:g}", _gib(first.estimate.memory_bytes),
-                     f"{first.estimate.step_seconds:.3g}", hours)
+                     f"{first.estimate.step_seconds:.3g}" if first.config.get("steps") else "- (eval only)", hours)
     tables = [jobs]
     if exp.skipped:
         skipped = Table(title="ablations with no jobs")

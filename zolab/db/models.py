@@ -186,7 +186,10 @@ class Result(Base):
     """A finished job's numbers. plan/variant/task/seed are copied from the job so leaderboards aggregate in SQL."""
 
     __tablename__ = "results"
-    __table_args__ = (Index("ix_results_plan_task_variant", "plan_id", "task", "variant_id"),)
+    __table_args__ = (
+        Index("ix_results_plan_task_variant", "plan_id", "task", "variant_id"),
+        Index("ix_results_plan_stage_task_seed", "plan_id", "stage", "task", "seed"),   # pairing by seed (0004)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)

@@ -246,7 +246,7 @@ def build_board(session: Session, plan_id: int, *, task: str | None = None, stag
     pj = plan.plan_json or {}
     if task is not None and task not in (pj.get("tasks") or []):
         raise NotFound(f"plan {plan_id} has no task {task!r} (its tasks: {', '.join(pj.get('tasks') or []) or 'none'})")
-    cells = repo.aggregates(session, plan_id, task, stage)
+    cells = repo.aggregates(session, plan_id, task, stage, keys=metrics_for(pj.get("metrics")))
     return board_from_aggregates(plan_id, plan.name, cells, plan_metrics=pj.get("metrics"), stage=stage,
                                  confidence=confidence, alpha=alpha)
 

@@ -17,6 +17,7 @@ p-value (``None``) and a ``reason`` that says so; a zero spread gives the degene
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,8 +28,10 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_ALPHA = 0.05
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(df: int, confidence: float = DEFAULT_CONFIDENCE) -> float:
-    """Two-sided Student-t quantile ``t_{(1+confidence)/2, df}`` (scipy.stats.t.ppf)."""
+    """Two-sided Student-t quantile ``t_{(1+confidence)/2, df}`` (scipy.stats.t.ppf; cached: a board
+    asks for the same few df hundreds of times)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
     if not 0.0 < confidence < 1.0:

@@ -3,8 +3,7 @@
 Why SQL: a plan with many variants x tasks x seeds (and tuning trials) can hold 100k result rows;
 pulling them into Python to average would make every dashboard refresh slow. The database returns
 count, mean and sum of squares per (task, variant) (:func:`aggregates`), and the same moments of
-the differences from the baseline's result at the same seed (a self-join on plan, task, seed and
-stage): everything a paired t-interval needs. ``zolab.platform.leaderboard`` turns them into the
+the differences from the baseline's result at the same seed (a window over task and seed): everything a paired t-interval needs. ``zolab.platform.leaderboard`` turns them into the
 statistics (scipy); :func:`leaderboard` keeps the flat per-variant row of the first dashboard.
 
 Used by the CLI (``zolab leaderboard``) and the Streamlit pages (through ``zolab.ui.data``).
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Select, case, cast, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from zolab.db.models import Job, JobStage, MetricPoint, Result, Variant
 
@@ -158,75 +157,78 @@ def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _moment_columns(col: Any, key: str) -> list[ColumnElement[Any]]:
-    x = cast(col, Float)  # bytes squared overflow BIGINT (PostgreSQL) and SQLite's integer sum()
-    return [func.count(col).label(f"{key}__n"), func.avg(x).label(f"{key}__mean"),
-            func.sum(x * x).label(f"{key}__ss")]
-
-
 def _moments(rec: Any, key: str) -> Moments:
     n = int(rec[f"{key}__n"] or 0)
     return Moments(n, _f(rec[f"{key}__mean"]) if n else None, _f(rec[f"{key}__ss"]) if n else None)
 
 
-def _summary_query(plan_id: int, task: str | None, stage: str) -> Select[Any]:
-    """Aggregate results alone, grouped in the order of ``ix_results_plan_task_variant`` (no sort
-    of 100k rows), then join the few aggregated rows to their variants."""
+def _aggregated(x: Any, key: str) -> list[ColumnElement[Any]]:
+    return [func.count(x).label(f"{key}__n"), func.avg(x).label(f"{key}__mean"), func.sum(x * x).label(f"{key}__ss")]
+
+
+def _as_float(col: Any) -> Any:
+    """Integer columns as floats: bytes squared overflow BIGINT (PostgreSQL) and SQLite's integer sum()."""
+    return col if isinstance(col.type, Float) else cast(col, Float)
+
+
+def _aggregates_query(plan_id: int, task: str | None, stage: str, paired: bool,
+                      keys: Sequence[str] | None = None) -> Select[Any]:
+    """One scan of the plan's results, grouped by (task, variant), then joined to the few variants:
+    count, mean and sum of squares of every summary column and (``paired``) of each result's
+    difference from the baseline's result at the same seed. The baseline's value comes from a window
+    over (task, seed), fed in that order by ``ix_results_plan_stage_task_seed`` (no sort); where the
+    baseline has no result for a seed the difference is NULL and the pair drops out of the count.
+    (A self-join instead makes SQLite scan every baseline row of the task for each result: minutes
+    at 100k results.)"""
     r = Result
-    cols: list[ColumnElement[Any]] = [r.task, r.variant_id, func.count(r.id).label("n"),
-                                      func.sum(case((r.diverged.is_(True), 1), else_=0)).label("diverged")]
-    for key, col in SUMMARY_COLUMNS.items():
-        cols += _moment_columns(col, key)
-    agg = select(*cols).where(r.plan_id == plan_id, r.stage == stage).group_by(r.task, r.variant_id)
+    inner: list[ColumnElement[Any]] = [r.task.label("task"), r.variant_id.label("variant_id"),
+                                       r.diverged.label("diverged")]
+    keys = list(SUMMARY_COLUMNS) if keys is None else [k for k in SUMMARY_COLUMNS if k in keys]
+    inner += [_as_float(SUMMARY_COLUMNS[key]).label(key) for key in keys]
+    if paired:
+        baseline_id = (select(Variant.id).where(Variant.plan_id == plan_id, Variant.is_baseline.is_(True))
+                       .order_by(Variant.id).limit(1).scalar_subquery())
+        for key in PAIRED_COLUMNS:
+            x = _as_float(SUMMARY_COLUMNS[key])
+            base = func.max(case((r.variant_id == baseline_id, x))).over(partition_by=(r.task, r.seed))
+            inner.append((x - base).label(f"d_{key}"))
+    rows = select(*inner).where(r.plan_id == plan_id, r.stage == stage)
     if task is not None:
-        agg = agg.where(r.task == task)
-    sub = agg.subquery("agg")
-    return (
-        select(sub, Variant.label, Variant.is_baseline)
-        .join(Variant, Variant.id == sub.c.variant_id)
-        .order_by(sub.c.task, Variant.is_baseline.desc(), sub.c.variant_id)
-    )
-
-
-def _paired_query(plan_id: int, task: str | None, stage: str) -> Select[Any]:
-    """Per (task, variant): moments of the differences from the baseline's result at the same seed."""
-    r, b = Result, aliased(Result, name="base")
-    base_variant = aliased(Variant, name="base_variant")
-    cols: list[ColumnElement[Any]] = [r.task, r.variant_id]
-    for key in PAIRED_COLUMNS:
-        d = cast(SUMMARY_COLUMNS[key], Float) - cast(getattr(b, SUMMARY_COLUMNS[key].key), Float)
-        cols += [func.count(d).label(f"{key}__n"), func.avg(d).label(f"{key}__mean"),
-                 func.sum(d * d).label(f"{key}__ss")]
-    stmt = (
-        select(*cols)
-        .join(b, (b.plan_id == r.plan_id) & (b.task == r.task) & (b.seed == r.seed) & (b.stage == r.stage))
-        .join(base_variant, (base_variant.id == b.variant_id) & base_variant.is_baseline.is_(True))
-        .where(r.plan_id == plan_id, r.stage == stage, r.variant_id != b.variant_id)
-        .group_by(r.task, r.variant_id)
-    )
-    if task is not None:
-        stmt = stmt.where(r.task == task)
-    return stmt
+        rows = rows.where(r.task == task)
+    sub = rows.subquery("rows")
+    out: list[ColumnElement[Any]] = [sub.c.task, sub.c.variant_id, func.count().label("n"),
+                                     func.sum(case((sub.c.diverged.is_(True), 1), else_=0)).label("diverged")]
+    for key in keys:
+        out += _aggregated(sub.c[key], key)
+    if paired:
+        for key in PAIRED_COLUMNS:
+            out += _aggregated(sub.c[f"d_{key}"], f"d_{key}")
+    agg = select(*out).group_by(sub.c.task, sub.c.variant_id).subquery("agg")
+    return (select(agg, Variant.label, Variant.is_baseline)
+            .join(Variant, Variant.id == agg.c.variant_id)
+            .order_by(agg.c.task, Variant.is_baseline.desc(), agg.c.variant_id))
 
 
 def aggregates(
-    session: Session, plan_id: int, task: str | None = None, stage: str = JobStage.FINAL.value
+    session: Session, plan_id: int, task: str | None = None, stage: str = JobStage.FINAL.value, *,
+    paired: bool = True, keys: Sequence[str] | None = None,
 ) -> list[CellAggregate]:
-    """Moments per (task, variant), ordered by task, baseline first, then variant id. Two grouped
-    queries, whatever the number of results; the statistics are made from them by
+    """Moments per (task, variant), ordered by task, baseline first, then variant id: one grouped
+    query whatever the number of results (``paired=False``: without the differences; ``keys``: only
+    these summary columns, the paired ones always). The statistics are made from them by
     ``zolab.platform.leaderboard``."""
+    if keys is not None:
+        keys = [*keys, *(k for k in PAIRED_COLUMNS if k not in keys)]
+    wanted = list(SUMMARY_COLUMNS) if keys is None else [k for k in SUMMARY_COLUMNS if k in keys]
     cells: list[CellAggregate] = []
-    for rec in session.execute(_summary_query(plan_id, task, stage)).mappings():
+    for rec in session.execute(_aggregates_query(plan_id, task, stage, paired, wanted)).mappings():
+        is_base = bool(rec["is_baseline"])
         cells.append(CellAggregate(
-            task=rec["task"], variant_id=int(rec["variant_id"]), label=rec["label"],
-            is_baseline=bool(rec["is_baseline"]), n=int(rec["n"]), diverged=int(rec["diverged"] or 0),
-            metrics={key: _moments(rec, key) for key in SUMMARY_COLUMNS},
+            task=rec["task"], variant_id=int(rec["variant_id"]), label=rec["label"], is_baseline=is_base,
+            n=int(rec["n"]), diverged=int(rec["diverged"] or 0),
+            metrics={key: _moments(rec, key) for key in wanted},
+            paired={} if is_base or not paired else {key: _moments(rec, f"d_{key}") for key in PAIRED_COLUMNS},
         ))
-    by_key = {(c.task, c.variant_id): c for c in cells}
-    for rec in session.execute(_paired_query(plan_id, task, stage)).mappings():
-        cell = by_key.get((rec["task"], int(rec["variant_id"])))
-        if cell is not None:
-            cell.paired = {key: _moments(rec, key) for key in PAIRED_COLUMNS}
     return cells
 
 
@@ -254,7 +256,7 @@ def leaderboard(
     The flat row the dashboard's first pages read; the paired statistics, Holm correction and
     formatting are ``zolab.platform.leaderboard.build_board``."""
     rows: list[LeaderboardRow] = []
-    for c in aggregates(session, plan_id, task, stage):
+    for c in aggregates(session, plan_id, task, stage, paired=False):
         m = c.metrics
         acc_sd, acc_ci = mean_ci(m["accuracy"].n, m["accuracy"].mean, m["accuracy"].sum_sq)
         f1_sd, f1_ci = mean_ci(m["f1"].n, m["f1"].mean, m["f1"].sum_sq)
