@@ -12,7 +12,8 @@ from zolab.cli import app, common
 
 ROOT = Path(__file__).resolve().parents[2]
 FIX = Path(__file__).parent / "fixtures"
-SEEDS = ROOT.parent / "shared" / "seeds"
+#: verbatim copies of the LM-planner seed plans 000 and 001 (HTML wrapper and all)
+SEEDS = ROOT / "tests" / "reliability" / "fixtures"
 PLAN_SUFFIXES = {".yaml", ".yml", ".jsonl", ".md"}
 #: ablations/runs/ holds run configs for `zolab run-one`, not plans
 SHIPPED = sorted(p for p in (ROOT / "ablations").rglob("*")
@@ -40,15 +41,14 @@ def test_every_shipped_plan_validates(path: Path):
     assert result.exit_code == 0, result.output + result.stderr
 
 
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/seeds is not present in this checkout")
-@pytest.mark.parametrize("prefix", ["000_", "001_"])
+@pytest.mark.parametrize("prefix", ["000", "001"])
 def test_real_seed_files_validate(prefix: str):
-    path = next(SEEDS.glob(prefix + "*.txt"))
+    path = SEEDS / f"seed_{prefix}.md"
     result = run("validate", str(path), "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     statuses = [a["status"] for a in report["ablations"]]
-    assert statuses == (["resolved", "resolved", "inverted", "inverted", "resolved"] if prefix == "000_"
+    assert statuses == (["resolved", "resolved", "inverted", "inverted", "resolved"] if prefix == "000"
                         else ["resolved", "resolved", "resolved", "no_op", "resolved"])
 
 
@@ -138,12 +138,11 @@ def test_upload_list_show_expand(sqlite_url: str):
     assert listed.exit_code == 0 and "quickstart" in listed.stdout
     shown = run("show", "1", "--db", sqlite_url, "--json")
     data = json.loads(shown.stdout)
-    assert [a["component"] for a in data["ablations"]] == ["eps", "n_samples", "optimizer", "in_place", "peft"]
+    assert [a["component"] for a in data["ablations"]] == ["optimizer", "peft"]
     expanded = json.loads(run("expand", "1", "--db", sqlite_url, "--json").stdout)
-    assert [v["label"] for v in expanded["variants"]] == [
-        "baseline", "zero-shot", "eps=0.3", "n_samples=4", "method=fo-adam", "in_place=false", "peft=none"]
+    assert [v["label"] for v in expanded["variants"]] == ["baseline", "zero-shot", "method=fo-adam", "peft=none"]
     table = run("expand", "1", "--db", sqlite_url)
-    assert table.exit_code == 0 and "7 variants x 1 tasks x 3 seeds = 21 runs" in table.stdout
+    assert table.exit_code == 0 and "4 variants x 1 tasks x 3 seeds = 12 runs" in table.stdout
     assert run("show", "99", "--db", sqlite_url).exit_code == 1
 
 

@@ -55,8 +55,10 @@ def test_quickstart_through_ray_writes_one_result_per_job(sqlite_url):
     assert res.exit_code == 0, res.output
     n_jobs = len(expand(sqlite_url, 1).jobs)
     with session_scope(sqlite_url) as s:
-        assert repo.count_results(s, 1) == n_jobs == 21
-        assert all(j.status == "succeeded" and j.attempts == 1 for j in repo.jobs_of_plan(s, 1))
+        jobs = repo.jobs_of_plan(s, 1)
+        pruned = [j for j in jobs if (j.error or "").startswith("pruned at step")]  # tuning trials stopped early
+        assert len(jobs) == n_jobs == 24 and repo.count_results(s, 1) == n_jobs - len(pruned)
+        assert all(j.status == "succeeded" and j.attempts == 1 for j in jobs if j not in pruned)
 
 
 @pytest.mark.slow

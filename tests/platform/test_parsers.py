@@ -10,7 +10,8 @@ from zolab.platform.parsers import detect_format, load_plan, load_source
 from zolab.platform.plan import BUILTIN_DEFAULTS
 
 FIX = Path(__file__).parent / "fixtures"
-SEEDS = Path(__file__).resolve().parents[2].parent / "shared" / "seeds"
+#: verbatim copies of the LM-planner seed plans 000 and 001 (HTML wrapper and all)
+SEEDS = Path(__file__).resolve().parents[1] / "reliability" / "fixtures"
 
 
 def test_yaml_jsonl_and_markdown_renderings_are_equal():
@@ -74,10 +75,9 @@ def test_text_input_and_markdown_inline_replacement():
     assert plan.name == "planner-plan"
 
 
-@pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/seeds is not present in this checkout")
-@pytest.mark.parametrize("prefix,n", [("000_", 5), ("001_", 5)])
+@pytest.mark.parametrize("prefix,n", [("000", 5), ("001", 5)])
 def test_real_seed_files(prefix, n):
-    path = next(SEEDS.glob(prefix + "*.txt"))
+    path = SEEDS / f"seed_{prefix}.md"
     plan = load_plan(path)
     assert len(plan.ablations) == n
     assert plan.description  # the reasoning trace

@@ -300,3 +300,38 @@ def test_tune_status_cli_shows_each_study(tune_db):
     res = CliRunner().invoke(app, ["tune-status", str(plan_id), "--db", tune_db])
     assert res.exit_code == 0 and f"plan {plan_id}: Optuna studies" in res.output
     assert CliRunner().invoke(app, ["tune-status", "999", "--db", tune_db]).exit_code == 1
+
+
+GRID_PLAN = PLAN.replace("""  trials: 6
+  sampler: tpe""", """  trials: 4
+  sampler: grid""").replace("""    lr:  {low: 1.0e-4, high: 1.0e+3, log: true}   # deliberately bad above lr = 1: dev accuracy collapses
+    eps: {low: 1.0e-5, high: 1.0e-1, log: true}""", """    lr:  {choices: [1.0e-2, 1.0e+2]}
+    eps: {choices: [1.0e-3, 1.0e-1]}""").replace("seeds: [7, 8]\n", "seeds: [7, 8]\nzero_shot: true\n")
+
+
+def test_grid_tuning_covers_the_grid_finishes_and_skips_the_zero_shot_row(tune_db):
+    """The grid sampler under ask/tell: every grid point once, the study finishes (Optuna's own grid
+    sampler called study.stop() from tell, which raises outside optimize, and left the last trials
+    RUNNING with no final jobs), and the zero-shot row, which does not train, gets no study."""
+    plan_id = _upload(tune_db, GRID_PLAN)
+    variants = _variants(tune_db, plan_id)
+    zero = next(v.id for v in variants.values() if v.config["steps"] == 0)
+    planned = expand(tune_db, plan_id, device="cpu").jobs
+    assert not [j for j in planned if j.variant_id == zero and j.stage == JobStage.TUNE.value]
+    schedule(tune_db, plan_id)
+    Worker(tune_db, runner=curve_runner, lease_s=30, poll_s=0.01).run()
+    jobs = _jobs(tune_db, plan_id)
+    assert {(j.stage, j.status) for j in jobs if j.variant_id == zero} == {("final", "succeeded")}
+    assert len([j for j in jobs if j.variant_id == zero]) == 2
+    names = {s.study_name for s in optuna.get_all_study_summaries(tuning.storage_for(tune_db))}
+    assert tuning.study_name(plan_id, zero, "synthetic-sentiment") not in names
+    trained = [vid for vid in variants if vid != zero]
+    for vid in trained:
+        study = _study(tune_db, tuning.study_name(plan_id, vid, "synthetic-sentiment"))
+        trials = study.get_trials()
+        assert len(trials) == 4 and all(t.state.is_finished() for t in trials)
+        assert {(t.params["lr"], t.params["eps"]) for t in trials} == {
+            (lr, eps) for lr in (1e-2, 1e2) for eps in (1e-3, 1e-1)}
+        finals = [j for j in jobs if j.variant_id == vid and j.stage == JobStage.FINAL.value]
+        assert sorted(j.seed for j in finals) == [7, 8] and {j.config["lr"] for j in finals} == {1e-2}
+    assert [s.variant_id for s in tuning.status(tune_db, plan_id)] == trained

@@ -12,9 +12,8 @@ Three families, one per plan format:
 * :func:`jsonl_documents`: AblationBench JSON lines mixing mutated valid records, random JSON values,
   non-JSON lines, blank lines and deeply nested arrays.
 
-The seed inputs are the shared LM-planner seeds (``../shared/seeds/000_*``, ``001_*``) and the
-``ablations/`` YAML plans when the checkout has them, else (and always, as well) the copies kept in
-``tests/reliability/fixtures/`` so the suite runs without ``../shared``.
+The seed inputs are verbatim copies of the LM-planner seed plans 000 and 001 kept in
+``tests/reliability/fixtures/`` (the repository stands alone), plus the ``ablations/`` YAML plans.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from hypothesis import strategies as st
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
 REPO_ROOT = HERE.parent.parent
-SHARED_SEEDS = REPO_ROOT.parent / "shared" / "seeds"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -55,16 +53,8 @@ FUZZ_CASES = int(os.environ.get("ZOLAB_FUZZ_CASES", "10000"))
 
 
 def markdown_seeds() -> dict[str, str]:
-    """LM-planner markdown seeds 000 and 001: the shared ones when present, plus our copies."""
-    out: dict[str, str] = {}
-    for prefix in ("000_", "001_"):
-        for path in sorted(SHARED_SEEDS.glob(f"{prefix}*.txt")) if SHARED_SEEDS.is_dir() else []:
-            out[path.name] = path.read_text(encoding="utf-8")
-    for path in sorted(FIXTURES.glob("seed_*.md")):
-        text = path.read_text(encoding="utf-8")
-        if text not in out.values():  # our copies of the same seeds count once
-            out[path.name] = text
-    return out
+    """LM-planner markdown seeds 000 and 001 (the repository's verbatim copies)."""
+    return {path.name: path.read_text(encoding="utf-8") for path in sorted(FIXTURES.glob("seed_*.md"))}
 
 
 def yaml_seeds() -> dict[str, str]:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from zolab.db.models import Ablation, Job, JobStatus, MetricPoint, Plan, Result, Variant
+from zolab.db.models import Ablation, Job, JobEvent, JobStatus, MetricPoint, Plan, Result, Variant
 
 GiB = 1024**3
+WORKER = "testhost:4242:0c0ffee0"
+T0 = datetime(2026, 1, 2, 3, 4, 5)
+TRACEBACK = "Traceback (most recent call last):\n" + "".join(f"  frame {i}\n" for i in range(40)) + \
+    "RuntimeError: CUDA out of memory (seeded)"
 
 
 @dataclass
@@ -42,10 +47,15 @@ def seed_plan(
     missing: set[tuple[int, str, int]] | None = None,
     content_hash: str | None = None,
     stage: str = "final",
+    configs: tuple[dict[str, Any], ...] | None = None,
+    failed: set[tuple[int, str, int]] | None = None,
 ) -> SeededPlan:
     """A plan whose first label is the baseline; one succeeded job + result per (variant, task, seed).
 
-    ``missing`` holds (variant index, task, seed) triples left queued without a result (so n differs).
+    ``missing`` holds (variant index, task, seed) triples left queued without a result (so n differs);
+    ``failed`` triples end ``failed`` with :data:`TRACEBACK` as their error and no result. Jobs that ran
+    have events (claimed by :data:`WORKER`), a start and an end (60 s after the start).
+    ``configs``: each variant's config (default ``{"method": "mezo"}``).
     """
     rng = random.Random(rng_seed)
     plan = Plan(
@@ -67,7 +77,8 @@ def seed_plan(
     )
     seeded = SeededPlan(plan_id=plan.id, variant_ids=[], baseline_id=0, labels={}, tasks=list(tasks))
     for vi, label in enumerate(labels):
-        variant = Variant(plan_id=plan.id, label=label, is_baseline=vi == 0, config={"method": "mezo"},
+        config = dict(configs[vi]) if configs else {"method": "mezo"}
+        variant = Variant(plan_id=plan.id, label=label, is_baseline=vi == 0, config=config,
                           config_hash=f"h{vi}", ablations=[])
         session.add(variant)
         session.flush()
@@ -77,17 +88,29 @@ def seed_plan(
             seeded.baseline_id = variant.id
         for task in tasks:
             for seed in seeds:
-                done = not (missing and (vi, task, seed) in missing)
+                broken = bool(failed and (vi, task, seed) in failed)
+                done = not (missing and (vi, task, seed) in missing) and not broken
+                ran = done or broken
+                start = T0 + timedelta(minutes=len(seeded.job_ids))
                 job = Job(
                     key=f"{plan.id}:{variant.id}:{task}:{seed}:{stage}:",
                     plan_id=plan.id, variant_id=variant.id, task=task, seed=seed, stage=stage,
-                    config={"method": "mezo", "task": task, "seed": seed},
-                    status=(JobStatus.SUCCEEDED if done else JobStatus.QUEUED).value,
-                    attempts=1 if done else 0, progress_step=100 if done else 0, progress_total=100,
+                    config={**config, "task": task, "seed": seed},
+                    status=(JobStatus.SUCCEEDED if done else JobStatus.FAILED if broken else JobStatus.QUEUED).value,
+                    attempts=1 if ran else 0, progress_step=100 if done else 0, progress_total=100,
+                    started_at=start if ran else None, finished_at=start + timedelta(seconds=60) if ran else None,
+                    error=TRACEBACK if broken else None,
                 )
                 session.add(job)
                 session.flush()
                 seeded.job_ids.append(job.id)
+                session.add(JobEvent(job_id=job.id, at=T0, from_status=None, to_status="queued", message="enqueued"))
+                if ran:
+                    session.add(JobEvent(job_id=job.id, at=start, from_status="queued", to_status="running",
+                                         worker=WORKER, message="claimed (attempt 1)"))
+                    session.add(JobEvent(job_id=job.id, at=start + timedelta(seconds=60), from_status="running",
+                                         to_status=job.status, worker=WORKER,
+                                         message="RuntimeError: CUDA out of memory (seeded)" if broken else "done"))
                 if not done:
                     continue
                 values = _result_values(rng, vi, cpu)

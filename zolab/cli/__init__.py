@@ -2,7 +2,8 @@
 
 * :mod:`.plan_cmds` — ``plan validate|upload|list|show|expand``
 * :mod:`.db_cmds` — ``db upgrade|current``
-* :mod:`.run_cmds` — ``run``, ``worker``, ``status``, ``cancel``, ``retry``, ``demo``
+* :mod:`.run_cmds` — ``run``, ``worker``, ``status``, ``cancel``, ``retry``
+* :mod:`.demo_cmds` — ``demo`` (the quickstart plan end to end, tuning included)
 * :mod:`.leaderboard_cmds` — ``leaderboard`` (paired statistics; ``--format markdown|latex|csv``)
 * :mod:`.runone_cmds` — ``run-one``
 * :mod:`.transfer_cmds` — ``export``, ``import`` (air-gapped GPU boxes)
@@ -44,7 +45,8 @@ def _root(
     """Turn ablation plans for zeroth-order (MeZO) fine-tuning into executed, measured and compared experiments."""
 
 
-_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "leaderboard_cmds", "runone_cmds", "transfer_cmds", "assets_cmds", "ui_cmds", "tune_cmds")
+_MODULES = ("plan_cmds", "db_cmds", "run_cmds", "leaderboard_cmds", "runone_cmds", "transfer_cmds", "assets_cmds",
+            "ui_cmds", "tune_cmds", "demo_cmds")
 
 for _name in _MODULES:
     try:

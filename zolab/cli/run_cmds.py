@@ -1,4 +1,5 @@
-"""``zolab run | worker | status | cancel | retry | demo``: executing plans (``leaderboard``: leaderboard_cmds).
+"""``zolab run | worker | status | cancel | retry``: executing plans (``leaderboard``: leaderboard_cmds,
+``demo``: demo_cmds).
 
 ``run`` uploads a plan file (or takes a stored plan id), expands it into jobs with estimates,
 checks the budget, enqueues idempotently and drains the queue with local worker processes or Ray.
@@ -21,7 +22,6 @@ from zolab.cli.common import DB_OPTION, EXIT_BAD_INPUT, console, fail, guard, re
 from zolab.cli.common import db_url as _db
 from zolab.cli.plan_cmds import LEGACY_ALLOW, MAX_JOBS_OPTION, STRICT_OPTION
 
-DEMO_PLAN = "quickstart.yaml"
 SET_COMPONENT_OPTION = typer.Option(
     None, "--set-component", help="NAME=COMPONENT: pick the reading of an unresolved or ambiguous ablation "
                                   "(its name or number; see `zolab plan validate`), repeatable.")
@@ -271,31 +271,9 @@ def retry_cmd(job: int = typer.Argument(..., help="Job id."), db: str | None = D
     console.print(f"job {job} queued again")
 
 
-def demo_cmd(
-    workers: int = typer.Option(2, "--workers", "-w", min=1),
-    db: str | None = typer.Option(None, "--db", "--url", help="Database (default: ZOLAB_DB or a fresh ./zolab-demo.db)."),
-) -> None:
-    """Run ablations/quickstart.yaml end to end on CPU (tiny model, SQLite, 2 workers), then the leaderboard."""
-    from zolab import config
-
-    plan_file = config.ABLATIONS_DIR / DEMO_PLAN
-    if not plan_file.is_file():
-        fail(f"demo plan not found: {plan_file}")
-    if db is None and not os.environ.get("ZOLAB_DB"):
-        path = Path("zolab-demo.db").resolve()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        db = str(path)
-    url = _db(db)
-    console.print(f"[bold]zolab demo[/]: {plan_file.name} on {escape(url)} with {workers} CPU workers")
-    run_cmd(plan=str(plan_file), dry_run=False, force=False, executor="local", workers=workers,
-            estimate_for="cpu", card=None, lease_seconds=None, no_progress=False, allow_unresolved=False, db=url)
-
-
 def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
     app.command("worker")(worker_cmd)
     app.command("status")(status_cmd)
     app.command("cancel")(cancel_cmd)
     app.command("retry")(retry_cmd)
-    app.command("demo")(demo_cmd)

@@ -237,8 +237,26 @@ def make_sampler(tuning: Tuning, seed: int) -> optuna.samplers.BaseSampler:
     if tuning.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
     if tuning.sampler == "grid":
-        return optuna.samplers.GridSampler({k: list(r.choices or []) for k, r in tuning.space.items()}, seed=seed)
+        return grid_sampler({k: list(r.choices or []) for k, r in tuning.space.items()})
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+def grid_sampler(space: dict[str, list[Any]]) -> optuna.samplers.BaseSampler:
+    """Optuna's grid sampler, fit for :func:`advance`, which rebuilds the sampler on every call:
+
+    * a fixed seed: trial ``n`` gets grid point ``n`` of the sampler's seeded shuffle of the grid, so a
+      seed that changed between calls would map trials to points anew and repeat some;
+    * no ``study.stop()`` once the grid is covered: ``stop`` is only legal inside ``study.optimize``,
+      and under ask/tell it raised out of the ``tell`` of the last grid points (those trials stayed
+      RUNNING, the study never finished, its final jobs never came). :func:`advance` stops asking
+      at ``tuning.trials`` itself."""
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return AskTellGridSampler(space, seed=0)
 
 
 def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
@@ -263,6 +281,12 @@ def trial_config(variant_config: dict[str, Any], task: str, settings_: TuneSetti
     return base.replace(steps=steps, eval_every=eval_every, **params)
 
 
+def is_tunable(variant_config: dict[str, Any]) -> bool:
+    """A variant that does not train (``steps: 0``, the zero-shot row) has nothing to tune: its
+    final jobs are enqueued at once, with no study."""
+    return int(variant_config.get("steps", 1)) > 0
+
+
 def final_config(variant_config: dict[str, Any], task: str, seed: int, params: dict[str, Any]) -> RunConfig:
     return RunConfig.from_dict({**variant_config, "task": task, "seed": seed, **params})
 
@@ -274,7 +298,7 @@ def planned_trials(plan_id: int, plan_json: dict[str, Any], variant_id: int, lab
     """The tune jobs a plan will run for one variant x task (for ``--dry-run`` and the budget);
     their params are the variant's until the study asks."""
     s = settings_of(plan_json)
-    if s is None:
+    if s is None or not is_tunable(variant_config):
         return []
     cfg = trial_config(variant_config, task, s, {})
     est = estimate(cfg)
@@ -333,15 +357,15 @@ def on_job_finished(url: str | None, job_id: int) -> AdvanceReport | None:
     return advance(url, plan_id, variant_id=variant_id, task=task)
 
 
-def _plan_and_variants(url: str | None, plan_id: int) -> tuple[dict[str, Any], list[tuple[int, str]]]:
-    """The stored plan document and its variants' (id, label); TuningError when there is no such plan."""
+def _plan_and_variants(url: str | None, plan_id: int) -> tuple[dict[str, Any], list[tuple[int, str, dict]]]:
+    """The stored plan document and its variants' (id, label, config); TuningError when there is no such plan."""
     def read():
         with session_scope(url) as s:
             parts = jobs_repo.plan_parts(s, plan_id)
             if parts is None:
                 raise TuningError(f"no plan with id {plan_id}")
             plan, _ablations, variants = parts
-            return dict(plan.plan_json or {}), [(v.id, v.label) for v in variants]
+            return dict(plan.plan_json or {}), [(v.id, v.label, dict(v.config or {})) for v in variants]
 
     return retry_on_transient(read, what="read a plan")
 
@@ -355,7 +379,7 @@ def advance(url: str | None, plan_id: int, *, variant_id: int | None = None, tas
     if s is None:
         return report
     device = device or default_device()
-    for vid, label in variants:
+    for vid, label, _cfg in variants:
         if variant_id is not None and vid != variant_id:
             continue
         for t in s.tasks:
@@ -391,6 +415,13 @@ def _advance_study(url: str | None, plan_id: int, variant_id: int, label: str, t
         variant = repo.lock_variant(ses, variant_id)
         if variant is None:
             raise TuningError(f"no variant {variant_id} in plan {plan_id}")
+        if not is_tunable(variant.config):  # no study: the final jobs with the variant's own values
+            state = StudyState(name, variant_id, label, task, 0, finished=True)
+            new = [_final_job(ses, plan_id, variant, task, seed, {}, device) for seed in s.seeds]
+            have = jobs_repo.existing_keys(ses, [j.key for j in new])
+            fresh = [j for j in new if j.key not in have]
+            jobs_repo.add_jobs(ses, fresh)
+            return state, [j.id for j in fresh], 0
         jobs = repo.tune_jobs(ses, name)
         probe = trial_config(variant.config, task, s, {})
         attrs = {"plan_id": plan_id, "variant_id": variant_id, "variant": label, "task": task,
@@ -513,7 +544,9 @@ def status(url: str | None, plan_id: int) -> list[StudyState]:
         return []
     storage = storage_for(url)
     out = []
-    for vid, label in variants:
+    for vid, label, cfg in variants:
+        if not is_tunable(cfg):  # a variant with nothing to tune (zero-shot) has no study
+            continue
         for task in s.tasks:
             name = study_name(plan_id, vid, task)
             try:

@@ -10,17 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zolab import config
 from zolab.platform.components import component_names
 from zolab.platform.errors import PlanError
-from zolab.platform.estimates import StepTimeModel, estimate_job
 from zolab.platform.parsers.source import MAX_BYTES
 from zolab.platform.upload import Prepared, prepare, store
-from zolab.runners.config import RunConfig
 from zolab.ui import data
 
 #: file types the upload accepts (``.txt``: planner trajectories such as the seed plans)
@@ -59,36 +56,12 @@ def components() -> list[str]:
     return component_names()
 
 
-@dataclass(frozen=True)
-class UploadEstimate:
-    """What launching would cost, before saving (default step times: no past runs consulted)."""
+def preview_expansion(prepared: Prepared) -> Any:
+    """The jobs and estimates a prepared plan will have once stored (the same numbers the stored
+    plan shows: ``scheduler.expand_prepared``); writes nothing."""
+    from zolab.platform.scheduler import expand_prepared
 
-    variants: int
-    jobs: int
-    gpu_hours: float
-    max_memory_bytes: int
-    budget_gpu_hours: float | None
-
-    @property
-    def within_budget(self) -> bool:
-        return self.budget_gpu_hours is None or self.gpu_hours <= self.budget_gpu_hours
-
-
-def estimate_upload(prepared: Prepared, device: str = "cpu") -> UploadEstimate:
-    """Variants, jobs, GPU hours and peak memory of a plan before it is saved (thread-safe:
-    ``estimates.model_shape`` serialises transformers' first use across Streamlit's script threads)."""
-    plan = prepared.plan
-    times = StepTimeModel()
-    hours, mem, jobs = 0.0, 0, 0
-    for v in prepared.variants:
-        for task in plan.tasks:
-            for seed in plan.seeds:
-                est = estimate_job(RunConfig.from_dict({**v.config, "task": task, "seed": seed}), times, device)
-                hours += est.gpu_hours
-                mem = max(mem, est.memory_bytes)
-                jobs += 1
-    budget = plan.budget.gpu_hours if plan.budget is not None else None
-    return UploadEstimate(len(prepared.variants), jobs, hours, mem, budget)
+    return expand_prepared(data.db_url(), prepared)
 
 
 def save(prepared: Prepared, *, allow_unresolved: bool = False) -> tuple[int, bool]:

@@ -7,6 +7,8 @@ import streamlit as st
 PAGES = Path(__file__).resolve().parent / "pages"
 
 st.set_page_config(page_title="zolab", page_icon=":material/science:", layout="wide")
+# narrower side padding than Streamlit's 5rem: at 1280 px the tables get ~100 px more room
+st.html("<style>[data-testid=stMainBlockContainer]{padding-left:2rem;padding-right:2rem}</style>")
 page = st.navigation(
     [
         st.Page(PAGES / "plans.py", title="Plans", icon=":material/description:", default=True),

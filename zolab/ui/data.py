@@ -4,7 +4,8 @@
 * query results are ``st.cache_data`` with a short TTL, keyed by the DB URL (``ZOLAB_DB``) and the
   filters, so several tabs share one query per few seconds; :func:`clear` drops them after a write
   (upload, launch, cancel, retry) so the user sees the change at once;
-* everything returned is plain data (dataclasses, DataFrames), never ORM objects or SQL.
+* everything returned is plain data (dataclasses, DataFrames), never ORM objects or SQL; the
+  tables the pages show are built from it in :mod:`zolab.ui.tables`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from zolab.db.session import get_engine, session_scope
 
 #: seconds a cached query result stays fresh (the job monitor refreshes on its own timer)
 TTL_S = 3.0
-GiB = 1024**3
+#: the job monitor shows at most this many jobs (it says so when a plan has more)
+JOB_LIMIT = 1000
 
 
 def db_url() -> str:
@@ -61,17 +63,15 @@ def plans() -> list[plans_repo.PlanSummary]:
     return _plans(db_url())
 
 
-def plans_frame(rows: Sequence[plans_repo.PlanSummary]) -> pd.DataFrame:
-    statuses = dash.job_status_values()
-    return pd.DataFrame(
-        [
-            {"id": p.id, "name": p.name, "format": p.format, "file": p.source_name,
-             "created (UTC)": p.created_at, "ablations": p.n_ablations, "variants": p.n_variants,
-             "jobs": p.n_jobs, **{s: p.job_counts.get(s, 0) for s in statuses}}
-            for p in rows
-        ],
-        columns=["id", "name", "format", "file", "created (UTC)", "ablations", "variants", "jobs", *statuses],
-    )
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _with_results(url: str) -> list[int]:
+    with _session(url) as s:
+        return dash.plans_with_results(s)
+
+
+def plans_with_results() -> list[int]:
+    """Ids of the plans with at least one final result, newest first."""
+    return _with_results(db_url())
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -113,31 +113,22 @@ def plan_metrics(plan_id: int) -> list[str]:
 
 # -- jobs ---------------------------------------------------------------------------------------
 @st.cache_data(ttl=1.0, show_spinner=False)
-def _jobs(url: str, plan_id: int | None, statuses: tuple[str, ...] | None,
-          variant_ids: tuple[int, ...] | None, limit: int) -> list[dash.JobRow]:
+def _jobs(url: str, plan_id: int | None, statuses: tuple[str, ...] | None, variant_ids: tuple[int, ...] | None,
+          job_ids: tuple[int, ...] | None, limit: int) -> list[dash.JobRow]:
     with _session(url) as s:
-        return dash.job_rows(s, plan_id=plan_id, statuses=statuses, variant_ids=variant_ids, limit=limit)
+        return dash.job_rows(s, plan_id=plan_id, statuses=statuses, variant_ids=variant_ids, job_ids=job_ids,
+                             limit=limit)
+
+
+def _tuple(values: Sequence[Any] | None) -> tuple[Any, ...] | None:
+    return tuple(values) if values is not None else None
 
 
 def jobs(plan_id: int | None = None, statuses: Sequence[str] | None = None,
-         variant_ids: Sequence[int] | None = None, limit: int = 1000) -> list[dash.JobRow]:
-    return _jobs(db_url(), plan_id, tuple(statuses) if statuses is not None else None,
-                 tuple(variant_ids) if variant_ids is not None else None, limit)
-
-
-def jobs_frame(rows: Sequence[dash.JobRow]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"id": j.id, "plan": j.plan_id, "variant": j.variant, "task": j.task, "seed": j.seed,
-             "stage": j.stage, "status": j.status, "progress": j.progress,
-             "step": f"{j.progress_step}/{j.progress_total}", "loss": j.last_loss,
-             "attempts": f"{j.attempts}/{j.max_attempts}", "worker": j.lease_owner or "",
-             "error": j.error or "", "updated (UTC)": j.updated_at}
-            for j in rows
-        ],
-        columns=["id", "plan", "variant", "task", "seed", "stage", "status", "progress", "step", "loss",
-                 "attempts", "worker", "error", "updated (UTC)"],
-    )
+         variant_ids: Sequence[int] | None = None, job_ids: Sequence[int] | None = None,
+         limit: int = JOB_LIMIT) -> list[dash.JobRow]:
+    """Jobs in id order, filtered (None: no filter on that field), at most ``limit``."""
+    return _jobs(db_url(), plan_id, _tuple(statuses), _tuple(variant_ids), _tuple(job_ids), limit)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -162,6 +153,20 @@ def leaderboard(plan_id: int, task: str | None = None) -> list[lb.LeaderboardRow
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
+def _board(url: str, plan_id: int, task: str | None) -> Any:
+    from zolab.platform.leaderboard import build_board
+
+    with _session(url) as s:
+        return build_board(s, plan_id, task=task)
+
+
+def board(plan_id: int, task: str | None = None) -> Any:
+    """The plan's :class:`zolab.platform.leaderboard.Board`: per task, ranked rows with mean ± CI and
+    the paired difference from the baseline (Holm-adjusted), dead columns dropped with a reason."""
+    return _board(db_url(), plan_id, task)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
 def _tasks(url: str, plan_id: int) -> list[str]:
     with _session(url) as s:
         return lb.leaderboard_tasks(s, plan_id)
@@ -171,27 +176,25 @@ def leaderboard_tasks(plan_id: int) -> list[str]:
     return _tasks(db_url(), plan_id)
 
 
-def _gib(v: float | None) -> float | None:
-    return None if v is None else v / GiB
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _seed_results(url: str, variant_ids: tuple[int, ...]) -> list[dash.SeedResult]:
+    with _session(url) as s:
+        return dash.seed_results(s, variant_ids)
 
 
-def leaderboard_frame(rows: Sequence[lb.LeaderboardRow]) -> pd.DataFrame:
-    """The table users read and download: memory in GiB, CIs as +- half-widths, baseline marked."""
-    return pd.DataFrame(
-        [
-            {"task": r.task, "variant": r.label, "baseline": "★ baseline" if r.is_baseline else "",
-             "seeds": r.n,
-             "accuracy": r.accuracy_mean, "accuracy ±95% CI": r.accuracy_ci, "Δ accuracy": r.delta_accuracy,
-             "F1": r.f1_mean, "F1 ±95% CI": r.f1_ci, "Δ F1": r.delta_f1,
-             "peak mem allocated (GiB)": _gib(r.peak_memory_allocated_mean),
-             "peak mem reserved (GiB)": _gib(r.peak_memory_reserved_mean),
-             "peak RSS (GiB)": _gib(r.peak_rss_mean), "Δ peak mem (GiB)": _gib(r.delta_peak_memory),
-             "GPU hours (mean)": r.gpu_hours_mean, "GPU hours (total)": r.gpu_hours_sum,
-             "Δ GPU hours": r.delta_gpu_hours, "wall time (s)": r.wall_time_mean,
-             "variant id": r.variant_id}
-            for r in rows
-        ]
-    )
+def seed_results(variant_ids: Sequence[int]) -> list[dash.SeedResult]:
+    """Every final result of these variants (one per task and seed)."""
+    return _seed_results(db_url(), tuple(variant_ids))
+
+
+@st.cache_data(ttl=1.0, show_spinner=False)
+def _job_events(url: str, job_ids: tuple[int, ...], limit: int) -> list[dash.EventRow]:
+    with _session(url) as s:
+        return dash.job_events(s, job_ids, limit)
+
+
+def job_events(job_ids: Sequence[int], limit: int = 200) -> list[dash.EventRow]:
+    return _job_events(db_url(), tuple(job_ids), limit)
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
@@ -263,13 +266,43 @@ def _study_names(url: str) -> list[dict[str, Any]]:
     return [
         {"study": s.study_name, "trials": s.n_trials,
          "best value": s.best_trial.value if s.best_trial is not None else None,
-         "started (UTC)": s.datetime_start}
+         "started (UTC)": s.datetime_start, "attrs": dict(s.user_attrs or {})}
         for s in summaries
     ]
 
 
 def studies() -> list[dict[str, Any]]:
+    """Every study of this database: name, trial count, best value, start, and its user attributes
+    (``plan_id``, ``variant``, ``task``, ``trials`` planned: set by ``zolab.platform.tuning``)."""
     return _study_names(db_url())
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _study_counts(url: str, names: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    storage = _storage(url)
+    out = {}
+    for name in names:
+        trials = storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)
+        states = [t.state.name.lower() for t in trials]
+        out[name] = {k: states.count(state) for k, state in
+                     (("complete", "complete"), ("pruned", "pruned"), ("failed", "fail"), ("running", "running"))}
+    return out
+
+
+def study_counts(names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per study: how many trials completed, were pruned, failed, are running."""
+    return _study_counts(db_url(), tuple(names))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _trial_jobs(url: str, study: str) -> list[dash.TrialJob]:
+    with _session(url) as s:
+        return dash.trial_jobs(s, study)
+
+
+def trial_jobs(study: str) -> dict[int, dash.TrialJob]:
+    """The tune jobs of a study by trial number."""
+    return {j.trial_number: j for j in _trial_jobs(db_url(), study)}
 
 
 def load_study(name: str) -> Any:

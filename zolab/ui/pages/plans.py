@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from zolab.platform.errors import PlanError
-from zolab.ui import actions, data
+from zolab.ui import actions, data, tables
 from zolab.ui.candidates import candidate_picker
-from zolab.ui.widgets import issues_frame, md_escape, no_plans, plain
+from zolab.ui.widgets import issues_frame, md_escape, no_plans, plain, plan_picker, remember_plan
 
 st.title("Plans")
 if "flash" in st.session_state:  # a message from the action before the last rerun (our own text)
@@ -19,7 +19,17 @@ if "flash" in st.session_state:  # a message from the action before the last rer
 plans = data.plans()
 st.subheader("Stored plans")
 if plans:
-    st.dataframe(data.plans_frame(plans), hide_index=True, width="stretch", key="plan_list")
+    st.dataframe(tables.plans_frame(plans, data.plans_with_results()), hide_index=True, width="stretch",
+                 key="plan_list", column_config={
+                     "id": st.column_config.NumberColumn(width=40),
+                     "name": st.column_config.TextColumn(pinned=True, width=180),
+                     "format": st.column_config.TextColumn(width=75), "file": st.column_config.TextColumn(width=120),
+                     "created (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=120),
+                     "ablations": st.column_config.NumberColumn(width=70),
+                     "variants": st.column_config.NumberColumn(width=65),
+                     "jobs": st.column_config.NumberColumn(width=45),
+                     "job states": st.column_config.TextColumn(width=130),
+                     "results": st.column_config.TextColumn(width=55)})
 else:
     no_plans()
 
@@ -48,6 +58,80 @@ def _split(text: str) -> list[str] | None:
 def _show_plan_error(err: PlanError, what: str) -> None:
     st.error(f"{what}: {len(err.issues)} problem(s); nothing was saved.", icon=":material/block:")
     st.dataframe(issues_frame(err.issues), hide_index=True, width="stretch", key="plan_errors")
+
+
+def _estimate_metrics(exp) -> None:
+    """Variants, jobs, estimated hours (named by the device and card they assume) and peak memory,
+    with the sentence that says what the estimate rests on."""
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Variants", len(exp.variants))
+    c2.metric("Jobs", len(exp.jobs))
+    c3.metric(f"Est. {exp.estimate_label}", f"{exp.total_hours:.3g}", help=exp.estimate_note)
+    c4.metric("Est. peak memory (GiB)", f"{exp.max_memory_bytes / 1024**3:.2f}")
+    st.caption(md_escape(f"Estimate: {exp.estimate_note}."))
+
+
+def _upload_estimate(prepared) -> None:
+    try:
+        exp = actions.preview_expansion(prepared)
+    except Exception as exc:  # noqa: BLE001  (an estimate that cannot be made is said, not raised)
+        st.warning(f"No estimate: {md_escape(exc)}")
+        return
+    _estimate_metrics(exp)
+    if exp.budget_gpu_hours is not None:
+        (st.success if exp.within_budget else st.warning)(md_escape(exp.verdict()))
+
+
+def _launch_controls(plan_id: int, exp) -> None:
+    """The Launch button; above the budget, or above 10 GPU-hours with no budget, a confirmation first."""
+    check = exp.launch_check()
+    confirmed = True
+    if check.needs_confirmation:
+        st.warning(f"Launching needs your confirmation: {md_escape(check.reason)}.", icon=":material/warning:")
+        confirmed = st.checkbox(f"Yes, launch {len(exp.jobs)} jobs (est. {exp.total_hours:.3g} "
+                                f"{md_escape(exp.estimate_label)})", key="confirm_launch")
+    if st.button("Launch", type="primary", key="launch", disabled=not confirmed):
+        try:
+            created, existing, started = actions.launch(plan_id, force=check.needs_confirmation)
+        except Exception as exc:  # noqa: BLE001  (budget / DB refusals shown as one line)
+            st.error(f"Launch refused: {md_escape(exc)}")
+        else:
+            st.success(f"Enqueued {created} job(s) ({existing} already queued or done); "
+                       f"started {started} local worker(s). Watch them on the Jobs page.")
+
+
+def _launch_section() -> None:
+    plans = data.plans()
+    if not plans:
+        return
+    st.subheader("Expansion and launch")
+    plan_id = plan_picker("launch_plan", label="Plan to launch")
+    abl = data.ablations(plan_id)
+    if abl:
+        st.dataframe(pd.DataFrame([{"ablation": a.name, "component": a.component or "",
+                                    "status": a.status + (" (overridden)" if a.overridden else ""),
+                                    "explanation": a.explanation} for a in abl]),
+                     hide_index=True, width="stretch", key="stored_ablations", column_config={
+                         "ablation": st.column_config.TextColumn(pinned=True, width="medium"),
+                         "component": st.column_config.TextColumn(width="small"),
+                         "status": st.column_config.TextColumn(width="small"),
+                         "explanation": st.column_config.TextColumn(width="large")})
+    try:
+        exp = actions.expansion(plan_id)
+    except Exception as exc:  # noqa: BLE001  (scheduler refusals are shown, not raised)
+        st.error(f"Cannot expand this plan: {md_escape(exc)}")
+        return
+    _estimate_metrics(exp)
+    (st.success if exp.within_budget else st.warning)(md_escape(exp.verdict()))
+    if exp.skipped:
+        st.dataframe(pd.DataFrame([{"skipped ablation": s.name, "status": s.status, "reason": s.reason}
+                                   for s in exp.skipped]), hide_index=True, width="stretch", key="skipped")
+    with st.expander("Jobs to run"):
+        st.dataframe(pd.DataFrame([{"variant": j.variant_label, "task": j.task, "seed": j.seed, "stage": j.stage,
+                                    f"est. {j.estimate.label}": j.estimate.hours,
+                                    "est. memory (GiB)": j.estimate.memory_bytes / 1024**3}
+                                   for j in exp.jobs]), hide_index=True, width="stretch", key="job_preview")
+    _launch_controls(plan_id, exp)
 
 
 if uploaded is not None:
@@ -97,16 +181,7 @@ if uploaded is not None:
                 st.session_state["overrides"] = overrides
                 st.rerun()
 
-        est = actions.estimate_upload(prepared)
-        c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Variants", est.variants)
-        c2.metric("Jobs", est.jobs)
-        c3.metric("Est. GPU hours", f"{est.gpu_hours:.3f}")
-        c4.metric("Est. peak memory (GiB)", f"{est.max_memory_bytes / 1024**3:.2f}")
-        if est.budget_gpu_hours is not None:
-            (st.success if est.within_budget else st.warning)(
-                f"{'Within' if est.within_budget else 'OVER'} budget: {est.gpu_hours:.3f} of "
-                f"{est.budget_gpu_hours:.3f} GPU hours (default step times).")
+        _upload_estimate(prepared)
 
         for line in prepared.warnings:
             st.warning(md_escape(line))
@@ -119,7 +194,7 @@ if uploaded is not None:
             except PlanError as err:
                 _show_plan_error(err, "The plan was refused")
             else:
-                st.session_state["selected_plan_id"] = plan_id
+                remember_plan(plan_id)
                 st.session_state["flash"] = (
                     f"Saved as plan #{plan_id}." if created
                     else f"This plan is already stored as plan #{plan_id}; nothing was written.")
@@ -128,49 +203,5 @@ else:
     st.session_state.pop("overrides", None)
 
 # ---------------------------------------------------------------- preview + launch
-plans = data.plans()
-if plans:
-    st.subheader("Expansion and launch")
-    names = {p.id: p.name for p in plans}
-    ids = list(names)
-    current = st.session_state.get("selected_plan_id")
-    plan_id = st.selectbox("Plan to launch", ids, index=ids.index(current) if current in ids else 0,
-                           format_func=lambda i: f"#{i} · {names[i]}", key="launch_plan")
-    st.session_state["selected_plan_id"] = plan_id
-    abl = data.ablations(plan_id)
-    if abl:
-        st.dataframe(pd.DataFrame([{"ablation": a.name, "ablated part": a.ablated_part, "action": a.action,
-                                    "component": a.component or "", "status": a.status,
-                                    "explanation": a.explanation, "overridden": a.overridden} for a in abl]),
-                     hide_index=True, width="stretch", key="stored_ablations")
-    try:
-        exp = actions.expansion(plan_id)
-    except Exception as exc:  # noqa: BLE001  (scheduler refusals are shown, not raised)
-        st.error(f"Cannot expand this plan: {md_escape(exc)}")
-        exp = None
-    if exp is not None:
-        c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Variants", len(exp.variants))
-        c2.metric("Jobs", len(exp.jobs))
-        c3.metric("Est. GPU hours", f"{exp.total_gpu_hours:.3f}")
-        c4.metric("Est. peak memory (GiB)", f"{exp.max_memory_bytes / 1024**3:.2f}")
-        (st.success if exp.within_budget else st.warning)(md_escape(exp.verdict()))
-        if exp.skipped:
-            st.dataframe(pd.DataFrame([{"skipped ablation": s.name, "status": s.status, "reason": s.reason}
-                                       for s in exp.skipped]), hide_index=True, width="stretch", key="skipped")
-        with st.expander("Jobs to run"):
-            st.dataframe(pd.DataFrame([{"variant": j.variant_label, "task": j.task, "seed": j.seed,
-                                        "est. GPU hours": j.estimate.gpu_hours,
-                                        "est. memory (GiB)": j.estimate.memory_bytes / 1024**3}
-                                       for j in exp.jobs]), hide_index=True, width="stretch", key="job_preview")
-        force = False
-        if not exp.within_budget:
-            force = st.checkbox("Launch anyway (over budget)", key="force_launch")
-        if st.button("Launch", type="primary", key="launch", disabled=not exp.within_budget and not force):
-            try:
-                created, existing, started = actions.launch(plan_id, force=force)
-            except Exception as exc:  # noqa: BLE001  (budget / DB refusals shown as one line)
-                st.error(f"Launch refused: {md_escape(exc)}")
-            else:
-                st.success(f"Enqueued {created} job(s) ({existing} already queued or done); "
-                           f"started {started} local worker(s). Watch them on the Jobs page.")
+
+_launch_section()
