@@ -147,3 +147,23 @@ def test_demo_runs_quickstart_end_to_end(tmp_path):
     assert contrasts["zero-shot"].excludes_zero and contrasts["zero-shot"].mean < 0
     assert contrasts["method=fo-adam"].excludes_zero and contrasts["method=fo-adam"].mean > 0
     print(f"\ndemo took {elapsed:.0f} s")
+
+
+def test_demo_passes_run_every_option_it_has(monkeypatch, tmp_path):
+    """``demo`` calls ``run_cmd`` as a function: an option it forgets arrives as typer's OptionInfo
+    default and fails at run time ("'OptionInfo' object is not iterable"), which only the slow demo
+    test would see. Every parameter must be given, none as an OptionInfo."""
+    import inspect
+
+    import typer
+
+    from zolab.cli import demo_cmds, run_cmds, tune_cmds
+
+    seen: dict = {}
+    monkeypatch.setattr(demo_cmds, "run_cmd", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(demo_cmds, "tune_status_cmd", lambda **kw: None)
+    res = CliRunner().invoke(app, ["demo", "--db", f"sqlite:///{tmp_path / 'd.db'}"])
+    assert res.exit_code == 0, res.output
+    assert set(seen) == set(inspect.signature(run_cmds.run_cmd).parameters)
+    assert not any(isinstance(v, typer.models.OptionInfo) for v in seen.values())
+    assert set(inspect.signature(tune_cmds.tune_status_cmd).parameters) == {"plan", "advance", "as_json", "db"}

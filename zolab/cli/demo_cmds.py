@@ -47,7 +47,8 @@ def demo_cmd(
     start = time.monotonic()
     console.print(f"[bold]zolab demo[/]: {plan_file.name} on {escape(url)} with {workers} CPU workers")
     run_cmd(plan=str(plan_file), dry_run=False, force=False, executor="local", workers=workers,
-            estimate_for="cpu", card=None, lease_seconds=None, no_progress=False, allow_unresolved=False, db=url)
+            estimate_for="cpu", card=None, lease_seconds=None, no_progress=False, set_component=None,
+            strict=False, allow_unresolved=False, max_jobs=10_000, db=url)
     tune_status_cmd(plan=str(plan_file), advance=False, as_json=False, db=url)
     console.print(f"demo finished in {time.monotonic() - start:.0f} s. Explore the results: "
                   f"[bold]zolab ui --db {escape(url)}[/]")
