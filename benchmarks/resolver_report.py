@@ -111,7 +111,7 @@ def render(case: dict[str, Any], defaults: dict[str, Any]) -> str:
 
 #: the corpus halves the test and the report read by default (blind*: written before the rules they
 #: measure, each first-run figure in benchmarks/results/)
-HALVES = ("heldout", "dev", "blind2")
+HALVES = ("heldout", "dev", "blind2", "blind3")
 
 
 def load_cases(halves: tuple[str, ...] = HALVES) -> list[Case]:

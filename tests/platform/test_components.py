@@ -346,3 +346,21 @@ def test_the_architecture_doc_lists_every_component():
         assert f"| {key} " in table or f"| {key}," in table or f", {key} |" in table or f"`{key}`" in table, key
         if comp.knob:
             assert comp.knob in table, comp.knob
+
+
+@pytest.mark.parametrize(("part", "value", "changes"), [
+    ("perturbation radius", "10x larger", {"eps": 0.01}),
+    ("learning rate", "half the baseline", {"lr": 5e-7}),
+    ("mini-batch size", "double", {"batch_size": 32}),
+    ("batch size", "4x smaller", {"batch_size": 4}),
+])
+def test_a_factor_of_the_baseline_scales_its_value(part, value, changes):
+    res = resolve(_ab(part, replacement=[value]), Baseline())
+    assert (res.status, [c for _, c in res.variants]) == ("resolved", [changes]), res.explanation
+
+
+def test_a_factor_that_gives_no_valid_value_is_unresolved_and_says_why():
+    res = resolve(_ab("batch size", replacement=["3x smaller"]), Baseline())
+    assert res.status == "unresolved" and "not a whole number" in res.explanation
+    res = resolve(_ab("perturbation scale", replacement=["10000x larger"]), Baseline())
+    assert res.status == "unresolved" and "outside the plausible range" in res.explanation

@@ -26,6 +26,8 @@ BASELINE = Path(__file__).parent / "resolver_corpus" / "baseline.yaml"
     ({"lr": [1e-5, 1e-4], "optimizer": "adam"}, ["lr: 1e-05 (optimizer: adam)", "lr: 0.0001 (optimizer: adam)"]),
     ({"eps": [1e-4, 1e-2]}, ["eps: 0.0001", "eps: 0.01"]),            # as before: one variant per value
     ({"from": "SGD", "to": "Adam"}, ["Adam"]),
+    ({"small": 4, "large": 64}, ["4", "64"]),                         # labels of alternatives, not knobs
+    ({"option_a": "LoRA", "option_b": "prefix tuning"}, ["LoRA", "prefix tuning"]),
     ([{"name": "x", "value": {"nested": 1}}], [{"name": "x", "value": {"nested": 1}}]),  # left for the plan model
 ])
 def test_replacement_objects_become_one_variant_each(written, items):

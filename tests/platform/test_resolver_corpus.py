@@ -49,7 +49,7 @@ def test_corpus_size_and_coverage():
     assert len(CASES) >= 250
     assert len({c.id for c in CASES}) == len(CASES)
     halves = Counter(c.half for c in CASES)
-    assert halves["heldout"] >= 125 and halves["dev"] >= 100 and halves["blind2"] >= 80
+    assert halves["heldout"] >= 125 and halves["dev"] >= 100 and halves["blind2"] >= 80 and halves["blind3"] >= 20
     formats = Counter(c.format for c in CASES)
     assert set(formats) == set(RR.FORMATS) and min(formats.values()) >= 40
     documents = {(c.document, c.format) for c in CASES if c.document}

@@ -10,7 +10,8 @@ knob; words in parentheses are further settings of the same variant):
 * ``{"from": "SGD", "to": "Adam"}``           -> ``["Adam"]``    (the old value is not a variant)
 * ``{"name": "eps", "values": [1e-2, 1e-4]}`` -> ``["eps (0.01)", "eps (0.0001)"]``  (a name and its values)
 * ``{"lr_schedule": "cosine", "warmup_steps": 200}`` -> ``["lr_schedule: cosine (warmup_steps: 200)"]``:
-  several settings, each one value, are one variant;
+  several settings (keys that name knobs), each one value, are one variant;
+* ``{"small": 4, "large": 64}`` -> ``["4", "64"]``: keys that name no knob label alternatives;
 * a list of objects: each object is one variant, read as above (``[{"name": "LoRA", "value": "r=4"}]`` ->
   ``["LoRA (r=4)"]``, ``[{"method": "ZO-Adam", "lr": 1e-5}]`` -> ``["method: ZO-Adam (lr: 1e-05)"]``).
 
@@ -81,6 +82,14 @@ def _name_and_values(entries: list[tuple[str, Any]]) -> tuple[str, list[Any], li
     return name, values, rest
 
 
+def _names_a_setting(key: str) -> bool:
+    """Whether a mapping key names a zolab component or knob ("lr", "warmup_steps", "optimizer"), as
+    opposed to a label of one alternative ("small", "option_a")."""
+    from zolab.platform.resolver import find_component
+
+    return find_component(key) is not None
+
+
 def object_variants(mapping: dict[str, Any]) -> list[str] | None:
     """The variants a flat mapping stands for (module doc), or None when it is not flat."""
     if not _flat(mapping):
@@ -99,9 +108,12 @@ def object_variants(mapping: dict[str, Any]) -> list[str] | None:
     if len(lists) == 1 and not plain:                    # {"lr": [1e-5, 1e-4], "optimizer": "adam"}
         key, values = lists[0]
         return [_variant(f"{key}: {_text(v)}", scalars) for v in values if v is not None]
-    if not lists and len(scalars) > 1 and not plain:     # several settings, one value each: one variant
-        (key, value), *rest = scalars
-        return [_variant(f"{key}: {_text(value)}", rest)]
+    if not lists and len(scalars) > 1 and not plain:
+        if all(_names_a_setting(k) for k, _ in scalars):  # several settings, one value each: one variant
+            (key, value), *rest = scalars
+            return [_variant(f"{key}: {_text(value)}", rest)]
+        # labelled alternatives ({"small": 4, "large": 64}): each value is a variant, the labels are names
+        return [_text(v) for _, v in scalars if _text(v)]
     out: list[str] = []                                  # one item per value, as written
     for key, items in entries:
         k = key.strip().lower()

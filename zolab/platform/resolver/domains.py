@@ -16,7 +16,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from zolab.platform.resolver.text import Number, is_multiplier, normalise, numbers, tokens
+from zolab.platform.resolver.text import Number, factor_of, is_multiplier, normalise, numbers, tokens
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,25 @@ class NumberDomain(Domain):
         UNIT_WORDS.update(t for u in self.units for t in tokens(u)[:1])
         UNIT_WORDS.update(self.symbols)
 
+    def _relative(self, text: str, ctx: Context) -> Reading:
+        """"10x larger", "half", "twice": that factor of the baseline's value, checked like any value."""
+        factor, base = factor_of(text), ctx.base.get(self.knob)
+        if factor is None or not isinstance(base, (int, float)) or isinstance(base, bool) or not base:
+            return Misfit(f"{text!r} is a factor of the baseline, and the baseline's {self.knob} "
+                          f"({base!r}) gives no value to scale" if factor is not None else
+                          f"{text!r} holds no single factor of the baseline")
+        value = base * factor
+        if self.integer:
+            if abs(value - round(value)) > 1e-9:
+                return Misfit(f"{text!r}: {_fmt(factor)} x the baseline's {self.knob}={_fmt(base)} is not a whole number")
+            value = int(round(value))
+        else:
+            value = float(f"{value:.12g}")   # 10 x 1e-3 is 0.01, not 0.010000000000000002
+        if not self.lo <= value <= self.hi:
+            return Misfit(f"{_fmt(value)} ({_fmt(factor)} x the baseline's {_fmt(base)}) is outside the plausible "
+                          f"range of {self.knob} ({_fmt(self.lo)}..{_fmt(self.hi)})")
+        return Value({self.knob: value}, 0.9)
+
     @property
     def describe(self) -> str:  # type: ignore[override]
         kind = "an integer" if self.integer else "a number"
@@ -146,7 +165,7 @@ class NumberDomain(Domain):
         if self.zero_words and any(contains(words, tuple(tokens(z))) for z in self.zero_words):
             return Value({self.knob: 0}, 1.0)
         if is_multiplier(text):
-            return Misfit(f"{text!r} is a factor of the baseline, not a {self.knob} value")
+            return self._relative(text, ctx)
         found = numbers(text)
         if not found:
             return Misfit(f"{text!r} holds no number")

@@ -290,6 +290,29 @@ def _numbers(text: str) -> tuple[Number, ...]:
     return tuple(out)
 
 
+_FACTOR_NUM = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:x|×|times)(?![\w])|(?<![\w.])(?:x|×)\s*(\d+(?:\.\d+)?)(?![\w.])",
+                         re.IGNORECASE)
+_FACTOR_WORDS = {"double": 2.0, "doubled": 2.0, "twice": 2.0, "triple": 3.0, "tripled": 3.0, "half": 0.5,
+                 "halve": 0.5, "halved": 0.5, "quarter": 0.25}
+_SMALLER = re.compile(r"\b(?:smaller|lower|less|fewer|reduced?|decreased?|down|shrunk|divided|shorter)\b", re.IGNORECASE)
+
+
+def factor_of(text: str) -> float | None:
+    """The factor of the baseline a value asks for: "10x larger" 10, "3x smaller" 1/3, "twice" 2,
+    "half" 0.5, "x4" 4; None when the text is not one factor (two factors, or a factor and a number)."""
+    text = str(text)
+    found = [float(m.group(1) or m.group(2)) for m in _FACTOR_NUM.finditer(text)]
+    words = [f for w, f in _FACTOR_WORDS.items() if re.search(rf"\b{w}\b", text, re.IGNORECASE)]
+    if len(found) + len(words) != 1:
+        return None
+    factor = found[0] if found else words[0]
+    if factor <= 0:
+        return None
+    if found and _SMALLER.search(text):   # "10x smaller" (a word factor already says its direction)
+        factor = 1.0 / factor
+    return factor
+
+
 def is_multiplier(text: str) -> bool:
     """"2x", "x4", "double": a factor of the baseline, not a value."""
     return bool(_MULTIPLIER.search(str(text)))
