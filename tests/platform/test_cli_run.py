@@ -138,7 +138,8 @@ def test_demo_runs_quickstart_end_to_end(tmp_path):
     trials = [j for j in jobs if j.stage == "tune"]
     assert len(finals) == 4 * 3 and {j.status for j in finals} == {"succeeded"}  # nothing diverged
     assert len(trials) == 3 * 4  # 3 trained variants x a 4-point grid (zero-shot is not tuned)
-    assert {j.status for j in trials} <= {"succeeded", "cancelled"}
+    # a trial whose lr blew the loss up ends diverged (a failed trial of its study); none is left running
+    assert {j.status for j in trials} <= {"succeeded", "cancelled", "diverged"}
     assert any((j.error or "").startswith("pruned at step") for j in trials)  # the median pruner stopped some
     studies = tuning.status(url, 1)
     assert len(studies) == 3 and all(st.finished and st.complete >= 1 for st in studies)

@@ -165,6 +165,8 @@ def test_tuning_prunes_bad_trials_and_runs_finals_with_best_params(tune_db):
                 assert t.state == TrialState.COMPLETE and job.status == JobStatus.SUCCEEDED.value
                 assert t.value == pytest.approx(dev_accuracy(RunConfig.from_dict(job.config), 12))
         best = study.best_params
+        assert all(study.trials[n].state == optuna.trial.TrialState.FAIL for v, n in diverged if v == vid)
+        assert all((vid, t.number) not in diverged for t in study.trials if t.params == best)
         assert best["lr"] <= 1.0
         assert variant.tuned_params == {"synthetic-sentiment": best}
         finals = [j for j in jobs if j.variant_id == vid and j.stage == JobStage.FINAL.value]
@@ -259,21 +261,29 @@ def test_distributions_follow_runconfig_types():
 @pytest.mark.slow
 def test_real_runner_tuning_on_the_tiny_model(tune_db):
     """The real runner (tiny OPT, first-order Adam so a few steps move dev accuracy): trials are
-    real runs, lr far too high makes some fail (non-finite loss) or get pruned, and the final
-    jobs run with the best params."""
+    real runs, lr far too high makes some diverge (loss blew up), fail (non-finite loss) or get pruned,
+    a diverged trial is a failed trial of its study (never its best), and the final jobs run with the best params."""
     text = PLAN.replace("method: mezo", "method: fo-adam").replace("lr: 1.0e-6", "lr: 1.0e-2").replace(
         "steps: 40\n  eval_every: 10", "steps: 12\n  eval_every: 3\n  batch_size: 8\n  train_size: 64\n"
-        "  dev_size: 32\n  test_size: 32\n  max_length: 32\n  checkpoint_every: 3")
+        "  dev_size: 32\n  test_size: 32\n  max_length: 32\n  checkpoint_every: 3").replace(
+        # the number of sampled directions is a no-op for a first-order method (the resolver says so):
+        # ablate something fo-adam has, so the plan still has two variants
+        "ablated_part: number of sampled directions", "ablated_part: batch size")
     plan_id = _upload(tune_db, text)
     schedule(tune_db, plan_id)
+    assert len(_variants(tune_db, plan_id)) == 2
     stats = Worker(tune_db, lease_s=60, poll_s=0.01).run()
     jobs = _jobs(tune_db, plan_id)
     assert len(jobs) == 2 * (6 + 2)
-    assert stats.pruned + stats.failed >= 1
+    assert stats.pruned + stats.failed + stats.diverged >= 1
+    diverged = {(j.variant_id, j.trial_number) for j in jobs if j.status == JobStatus.DIVERGED.value}
+    assert all(j.stage == JobStage.TUNE.value for j in jobs if j.status == JobStatus.DIVERGED.value)
     for vid, variant in _variants(tune_db, plan_id).items():
         study = _study(tune_db, tuning.study_name(plan_id, vid, "synthetic-sentiment"))
         assert len(study.trials) == 6 and all(t.state.is_finished() for t in study.trials)
         best = study.best_params
+        assert all(study.trials[n].state == optuna.trial.TrialState.FAIL for v, n in diverged if v == vid)
+        assert all((vid, t.number) not in diverged for t in study.trials if t.params == best)
         assert variant.tuned_params == {"synthetic-sentiment": best}
         finals = [j for j in jobs if j.variant_id == vid and j.stage == JobStage.FINAL.value]
         assert len(finals) == 2 and all({k: j.config[k] for k in best} == best for j in finals)

@@ -231,10 +231,10 @@ def _batch(folder: Path, out: Path, **kw) -> subprocess.Popen:
 @pytest.mark.slow
 def test_batch_killed_mid_job_resumes_and_imports_the_whole_run(db_url, tmp_path, references):
     ref, ref_rep = references["mezo"]
-    _, (job_id,) = make_jobs(db_url, 1, {**TINY, "task_options": {}})
+    plan_id, (job_id,) = make_jobs(db_url, 1, {**TINY, "task_options": {}})
     folder = tmp_path / "export"
     folder.mkdir()
-    job = JobFile(RunConfig(**{**TINY, "task_options": {}}), job_id)
+    job = JobFile(RunConfig(**{**TINY, "task_options": {}}), job_id, plan_id=plan_id)  # as `zolab export` writes it
     write_job(folder, job)
     out = tmp_path / "results.jsonl"
     ckpt_file = batch.checkpoint_file(out, job)
