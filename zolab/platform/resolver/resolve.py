@@ -296,7 +296,13 @@ def resolve(ablation: Ablation, baseline: Any, *, component: str | None = None) 
         hint = "; pick a candidate with --set-component NAME=COMPONENT (or set 'component:')" if candidates \
             else f"; set 'component:' to one of {', '.join(SETTABLE)}"
         if named.name.score >= 0.5 and not named.reading.runnable:
-            reason = f"{named.reading.why} [{named.reading.component.key}: {named.name.how}]"
+            # the closest reading cannot run (a no-op or a setting zolab lacks), but it is below the
+            # threshold: say it as the best guess, never as the answer
+            reason = (f"best guess {named.reading.component.key} ({named.score:.2f} < {THRESHOLD}, "
+                      f"{named.name.how}): {named.reading.why.rstrip('.')}")
+            hint = (f"; if that is what it means, confirm it with --set-component NAME="
+                    f"{named.reading.component.key}" + (", or pick a candidate" if candidates else "")
+                    + f" (or set 'component:' to one of {', '.join(SETTABLE)})")
             return _resolution(ablation, named, "unresolved", reason + hint, candidates)
         reason = (f"no component matches {ablation.ablated_part!r} well enough (best: "
                   f"{top.reading.component.key} at {top.score:.2f} < {THRESHOLD})")
