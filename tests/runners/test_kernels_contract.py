@@ -1,6 +1,6 @@
 """The perturbation-backend contract (:mod:`zolab.runners.kernels.contract`) against every backend here.
 
-The torch backend runs the checks in process. The Triton backend runs them under
+The torch and native backends run the checks in process. The Triton backend runs them under
 ``TRITON_INTERPRET=1`` (the kernel executed by numpy on CPU tensors) in a subprocess -- the
 variable must be set before triton is imported -- which prints a JSON verdict per check.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from zolab.runners.kernels import TorchBackend
+from zolab.runners.kernels import TorchBackend, get_backend
 from zolab.runners.kernels.contract import CHECKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +30,12 @@ _TORCH_KNOWN_GAPS: dict[str, str] = {}  # checks the torch backend is known to f
 )
 def test_torch_backend_contract(check: str) -> None:
     CHECKS[check](TorchBackend())
+
+
+@pytest.mark.parametrize("check", sorted(CHECKS))
+def test_native_backend_contract(check: str) -> None:
+    """The compiled CPU kernel meets the same contract (the CPU default under ``kernel: auto``)."""
+    CHECKS[check](get_backend("native", "cpu"))
 
 
 def run_under_interpreter(*names: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Which backend ``get_backend`` picks for RunConfig.kernel (auto|triton|torch) and device."""
+"""Which backend ``get_backend`` picks for RunConfig.kernel (auto|native|triton|torch) and device."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from zolab.runners.kernels import TorchBackend, get_backend
 triton = pytest.importorskip("triton")
 
 
-def test_auto_is_torch_on_cpu_and_triton_on_cuda() -> None:
+def test_auto_is_native_on_cpu_and_triton_on_cuda() -> None:
     from zolab.runners.kernels.triton_backend import TritonBackend
 
-    assert isinstance(get_backend("auto", "cpu"), TorchBackend)
+    assert get_backend("auto", "cpu").name == "native"       # (torch where it cannot be built: test_native_kernel)
+    assert isinstance(get_backend("torch", "cpu"), TorchBackend)
     assert isinstance(get_backend("auto", "cuda"), TritonBackend)   # picking touches no GPU
     assert isinstance(get_backend("torch", "cuda:0"), TorchBackend)
     assert get_backend("triton", "cuda").name == "triton"

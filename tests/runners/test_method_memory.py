@@ -1,7 +1,8 @@
 """The bytes a method holds (Result.method_memory_bytes), against a hand count on a tiny model.
 
-Weights = every parameter x 4 bytes (float32); in-place MeZO draws z chunk by chunk into buffers the
-torch backend keeps, one per term slot: a lookahead pass applies two seeds, so two buffers of the
+Weights = every parameter x 4 bytes (float32); on the torch backend (set here: ``auto`` is the native
+kernel on CPU, whose scratch is one 4096-element tile per thread) in-place MeZO draws z chunk by chunk
+into buffers the backend keeps, one per term slot: a lookahead pass applies two seeds, so two buffers of the
 largest trainable tensor (below the 1M-entry chunk); naive ZO holds every z of the step (the trainable
 bytes) plus one such buffer; FO-Adam holds gradients (1x) and two moments (2x); zo-momentum one buffer; forward-gradient
 all tangents at once.
@@ -19,7 +20,7 @@ from zolab.runners.optim import build_optimizer
 from zolab.runners.train import run
 
 BASE = RunConfig(model="tiny-opt", steps=3, lr=1e-4, train_size=24, dev_size=8, test_size=8, batch_size=4,
-                 max_length=24, eval_every=100, checkpoint_every=100, device="cpu", seed=5)
+                 max_length=24, eval_every=100, checkpoint_every=100, device="cpu", seed=5, kernel="torch")
 
 
 def _hand_count(cfg: RunConfig) -> dict[str, int]:
@@ -43,6 +44,7 @@ def results():
         "forward-grad": BASE.replace(method="forward-grad"),
         "lora-mezo": BASE.replace(peft="lora"),
         "lora-naive": BASE.replace(peft="lora", in_place=False),
+        "mezo-native": BASE.replace(kernel="native"),
     }
     return {k: (cfg, run(cfg)) for k, cfg in cfgs.items()}
 
@@ -61,6 +63,17 @@ def test_mezo_in_place_holds_weights_and_one_tensors_z(results):
     assert parts["weights"] == hand["weights"]
     assert parts["optimizer_state"] == 0 and parts["gradients"] == 0
     assert parts["z_buffers"] == 2 * hand["largest"]      # two term slots' chunk buffers, nothing else
+
+
+def test_mezo_on_the_native_kernel_holds_one_tile_of_scratch_whatever_the_model(results):
+    from zolab.runners.kernels.native_build import load
+
+    cfg, res = results["mezo-native"]
+    parts = res.extra["method_memory"]
+    assert parts["weights"] == _hand_count(cfg)["weights"]
+    assert parts["z_buffers"] == load().zolab_scratch_bytes() == 2 * 4 * 4096 + 4096   # 32-bit words, fp32 z, keep flags
+    _, torch_run = results["mezo"]
+    assert parts["z_buffers"] < torch_run.extra["method_memory"]["z_buffers"]
 
 
 def test_naive_zo_holds_more_by_about_the_size_of_z(results):

@@ -98,11 +98,14 @@ def zo_checkpoint(opt: ZOOptimizer, base: str) -> Checkpoint:
 
 
 def replay(opt: ZOOptimizer, ckpt: Checkpoint, base: str,
-           before_step: Callable[[int], object] | None = None) -> None:
+           before_step: Callable[[int], object] | None = None, kernel: str = "auto") -> None:
     """Re-apply a trajectory's updates in order, ``n_samples`` records per step; ``before_step(t)``
-    runs before 0-based step t as it did live (the LR schedule sets that step's lr)."""
+    runs before 0-based step t as it did live (the LR schedule sets that step's lr). ``kernel`` is the
+    run's setting: under ``auto`` the replay (and the rest of the run) uses the z stream the checkpoint
+    was recorded with (:func:`match_z_stream`)."""
     if ckpt.base != base:
         raise ValueError(f"checkpoint was taken on base weights {ckpt.base!r}, this run starts from {base!r}")
+    match_z_stream(opt, ckpt, kernel)
     q = opt.n_samples
     records: Sequence[tuple[int, float]] = ckpt.trajectory
     if len(records) != ckpt.step * q:
@@ -113,6 +116,38 @@ def replay(opt: ZOOptimizer, ckpt: Checkpoint, base: str,
             before_step(t)
         opt.replay(records[t * q:(t + 1) * q])
     opt.load_zo_state(ckpt.optimizer_state)
+
+
+#: what ``auto`` chose before checkpoints recorded their stream (the native kernel came later)
+_LEGACY_STREAMS = ("torch", "triton")
+
+
+def match_z_stream(opt: ZOOptimizer, ckpt: Checkpoint, kernel: str = "auto") -> None:
+    """Make ``opt`` draw z from the stream the checkpoint recorded, or refuse: another stream would
+    replay other directions, i.e. silently another model.
+
+    Under ``kernel: auto`` the optimizer switches to the recorded stream (a run started on the torch
+    backend resumes on it although ``auto`` now picks the native kernel); an explicit, different
+    ``kernel`` is an error that names both. Checkpoints written before streams were recorded came from
+    torch (CPU) or triton (CUDA): they resume on those, never on the native kernel."""
+    if not ckpt.step:
+        return
+    recorded = (ckpt.optimizer_state or {}).get("z_stream")
+    current = opt.z_stream
+    if recorded is None:
+        if current in _LEGACY_STREAMS:
+            return
+        recorded = "torch" if opt.params and opt.params[0].device.type == "cpu" else "triton"
+    if recorded == current:
+        return
+    if kernel != "auto":
+        raise ValueError(f"the checkpoint at step {ckpt.step} drew z from kernel {recorded!r}; this run asks for "
+                         f"kernel {current!r}, whose z differ: resume with kernel {recorded!r} (or 'auto')")
+    try:
+        opt.adopt_z_stream(recorded)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"the checkpoint at step {ckpt.step} drew z from kernel {recorded!r}, which is not usable "
+                         f"here ({exc}); it cannot be replayed exactly: resume where that kernel runs") from exc
 
 
 def fo_checkpoint(opt: torch.optim.Optimizer, named: Sequence[tuple[str, nn.Parameter]], step: int, base: str,

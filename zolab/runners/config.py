@@ -22,7 +22,7 @@ METHODS = ZO_METHODS + FO_METHODS + NO_TRAIN_METHODS
 PEFT_KINDS = ("none", "lora", "prefix")
 OBJECTIVES = ("ce", "accuracy", "f1")
 DTYPES = ("float32", "float16", "bfloat16")
-KERNELS = ("auto", "triton", "torch")
+KERNELS = ("auto", "native", "triton", "torch")
 SIGN_RULES = ("elementwise", "scalar")               # zo-sign: sign(g z) per element | sign(g) z (ZO-Bench)
 DISTRIBUTIONS = ("gaussian", "rademacher", "sphere")  # law of the perturbation z
 ESTIMATORS = ("central", "forward", "one-point")      # two-point | one-sided with L(theta) | residual feedback
@@ -58,7 +58,8 @@ class RunConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # zo-adam / fo-adam
     dtype: str = "float32"
     device: str = "auto"             # auto | cpu | cuda | cuda:N
-    kernel: str = "auto"             # auto | triton | torch: perturbation backend (triton on CUDA when available)
+    kernel: str = "auto"             # auto | native | triton | torch: perturbation backend (auto: triton on CUDA,
+                                     # native on CPU, torch where neither is usable)
     max_length: int = 128
     train_size: int = 1000           # examples sampled for training (k-shot when ``k_shot`` is set)
     dev_size: int = 200

@@ -190,7 +190,8 @@ class _Run:
         if self.opt is None:   # icl: nothing was trained, nothing to restore
             return 0
         if isinstance(self.opt, ZOOptimizer):
-            ckpts.replay(self.opt, resume, self.base, before_step=lambda t: self.lr_schedule.apply(self.opt, t))
+            ckpts.replay(self.opt, resume, self.base, before_step=lambda t: self.lr_schedule.apply(self.opt, t),
+                         kernel=self.config.kernel)
         else:
             ckpts.fo_restore(self.opt, self.named, resume, self.base)
         self.divergence.load(resume.rng_state.get("divergence"))

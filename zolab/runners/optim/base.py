@@ -405,12 +405,30 @@ class ZOOptimizer(torch.optim.Optimizer):
                 i += 1
 
     # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def z_stream(self) -> str:
+        """Which backend's stream z is drawn from (each backend gives other values for a seed, same law)."""
+        return getattr(self.backend, "inner", self.backend).name
+
+    def adopt_z_stream(self, kind: str) -> None:
+        """Draw z from backend ``kind`` from now on, with the same law (a resume replays a checkpoint with
+        the stream it was recorded with). Call it on the base weights: magnitude masks are prepared here."""
+        from zolab.runners.kernels import get_backend  # noqa: WPS433 (the optimizer module needs no backend list)
+
+        current = getattr(self.backend, "inner", self.backend)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        inner = get_backend(kind, device, current.law)
+        if inner.name != kind:
+            raise ValueError(f"kernel {kind!r} is not usable here (got {inner.name!r})")
+        inner.prepare(self.params)
+        self.backend = inner if self.in_place else MaterialisedBackend(inner)
+
     def zo_state(self) -> dict[str, Any]:
         """Small state that a trajectory replay cannot rebuild (one-point: the last perturbed loss)."""
         if not self.settled:
             raise RuntimeError(f"checkpoint at step {self.step_count} while the weights carry the next step's "
                                "perturbation: settle_after must include checkpoint steps")
-        state: dict[str, Any] = {"step": self.step_count}
+        state: dict[str, Any] = {"step": self.step_count, "z_stream": self.z_stream}
         if self.estimator == "one-point":
             state["prev_loss"] = self.prev_loss
         return state
