@@ -6,7 +6,7 @@ and with the Triton backend (``zolab.runners.optim.build_optimizer``, as a run b
 on, 2 weight passes per step: -2eps; restore + update + next step's +eps in one launch), the same
 optimizer on Triton without lookahead (3 passes: +eps; -2eps; restore + update), a Rademacher row per
 backend (``distribution: rademacher``), on CPU the torch backend with its z cache (one generation a
-step, one extra copy of the weights) and, with ``--torch-before REV``, the torch backend as it was at
+step, one extra copy of the weights) and the native kernel (Gaussian and Rademacher rows) and, with ``--torch-before REV``, the torch backend as it was at
 git revision REV (side by side, same run), and FO-Adam (fp32 master weights, fp16 autocast, as the
 anchor) where it fits. Peak memory allocated and reserved for each (CUDA). ``--repeat N`` measures
 every row N times, interleaved, and reports the median and the spread (the CPU here is shared).
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))  # `python benchmarks/mezo_step.py` from anywhere
 
 from benchmarks.reference_mezo import SIZES, ref_step
 from zolab.runners.config import RunConfig
-from zolab.runners.kernels import TorchBackend, get_backend
+from zolab.runners.kernels import TorchBackend, get_backend, native_available
 
 TINY = {"opt-tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 256}}
 ALL_SIZES = {**TINY, **SIZES}
@@ -198,6 +198,10 @@ def bench_size(name: str, args: argparse.Namespace) -> dict:
     if cpu:
         methods.append(("zolab_torch_zcache", lambda: zolab_step(
             "torch", model, loss, device, backend=TorchBackend(z_cache_bytes=1 << 62))))
+        if native_available()[0]:
+            methods += [("zolab_native", lambda: zolab_step("native", model, loss, device)),
+                        ("zolab_native_rademacher", lambda: zolab_step("native", model, loss, device,
+                                                                       distribution="rademacher"))]
     if triton_usable(device):
         methods += [("zolab_triton", lambda: zolab_step("triton", model, loss, device)),
                     ("zolab_triton_3pass", lambda: zolab_step("triton", model, loss, device, lookahead=False)),
@@ -273,7 +277,8 @@ def fits(name: str, device: str) -> bool:
 # -- report ----------------------------------------------------------------------------------
 ROWS = [("reference", "reference (MeZO repo style)"), ("zolab_torch_before", "zolab torch, before"),
         ("zolab_torch", "zolab torch"), ("zolab_torch_rademacher", "zolab torch, rademacher"),
-        ("zolab_torch_zcache", "zolab torch + z cache"), ("zolab_triton", "zolab triton"),
+        ("zolab_torch_zcache", "zolab torch + z cache"), ("zolab_native", "zolab native"),
+        ("zolab_native_rademacher", "zolab native, rademacher"), ("zolab_triton", "zolab triton"),
         ("zolab_triton_3pass", "triton 3-pass"), ("zolab_triton_rademacher", "zolab triton, rademacher"),
         ("fo_adam", "FO-Adam")]
 ROW_KEYS = [k for k, _ in ROWS]
