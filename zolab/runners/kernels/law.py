@@ -42,6 +42,9 @@ part of z, still acts on every decayed entry of a trained tensor (as in the MeZO
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import torch
@@ -109,6 +112,34 @@ class ZLaw:
         if not self.sparsity:
             return self.distribution
         return f"{self.distribution}, sparsity {self.sparsity:g} ({self.sparsity_rule})"
+
+
+class ScaleCache:
+    """Sphere scales ``sqrt(k / sum z^2)`` by (seed, parameter, ...) key, the newest ``size`` kept; thread-safe.
+
+    A scale costs one generation sweep of the tensor, and every pass of a step needs the same one."""
+
+    def __init__(self, size: int = 1 << 16) -> None:
+        self.size = size
+        self._values: OrderedDict[Hashable, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> float | None:
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: Hashable, count: int, total: float) -> float:
+        """Store and return the scale of ``count`` touched entries whose squares sum to ``total`` (0 if none)."""
+        scale = math.sqrt(count / total) if total > 0 else 0.0
+        with self._lock:
+            self._values[key] = scale
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return scale
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
 
 
 # -- stored masks (magnitude rule) ------------------------------------------------------------

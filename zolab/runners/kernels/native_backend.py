@@ -18,16 +18,14 @@ order of ranges) are computed once per (seed, parameter) and cached.
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from zolab.runners.kernels.law import MASK_SALT, ZLaw, magnitude_mask
+from zolab.runners.kernels.law import MASK_SALT, ScaleCache, ZLaw, magnitude_mask
 from zolab.runners.kernels.native_build import load
 from zolab.runners.kernels.torch_backend import check_masks, checked_terms
 
@@ -66,8 +64,7 @@ class NativeBackend:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_key = (0, 0)
         self._masks: list[torch.Tensor] | None = None
-        self._scales: OrderedDict[tuple, float] = OrderedDict()
-        self._scales_lock = threading.Lock()
+        self._scales = ScaleCache(_SCALES_KEPT)
 
     def with_law(self, law: ZLaw) -> NativeBackend:
         """This backend drawing from ``law`` (itself when the law is unchanged)."""
@@ -145,8 +142,7 @@ class NativeBackend:
         if self.law.distribution != "sphere":
             return 1.0
         key = (int(seed), index, p.numel())
-        with self._scales_lock:
-            hit = self._scales.get(key)
+        hit = self._scales.get(key)
         if hit is not None:
             return hit
         total, count = 0.0, 0
@@ -157,12 +153,7 @@ class NativeBackend:
                                           self._sparse, self.law.key_threshold, mask, ctypes.byref(n),
                                           self._scratch())
             count += n.value
-        scale = math.sqrt(count / total) if total > 0 else 0.0
-        with self._scales_lock:
-            self._scales[key] = scale
-            while len(self._scales) > _SCALES_KEPT:
-                self._scales.popitem(last=False)
-        return scale
+        return self._scales.put(key, count, total)
 
     # -- z and apply --------------------------------------------------------------------------------
     def z(self, p: torch.Tensor, seed: int, index: int) -> torch.Tensor:
@@ -191,9 +182,7 @@ class NativeBackend:
         decay: Sequence[float] | None = None,
     ) -> None:
         """For every parameter i: ``p_i <- (1 - decay_i) p_i + sum_k alpha_k z(seed_k, i)`` in place."""
-        terms = checked_terms(params, terms, decay)
-        if terms:
-            check_masks(self.law, self._masks, params)
+        terms = checked_terms(params, terms, decay, self.law, self._masks)
         for i, p in enumerate(params):
             self._check(i, p)
         jobs = []

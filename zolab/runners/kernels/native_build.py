@@ -63,7 +63,7 @@ def _cpu_fingerprint() -> str:
 
 def _compiler_version(cc: str) -> str:
     try:
-        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -87,7 +87,7 @@ def _compile(cc: str, flags: tuple[str, ...], out: Path) -> str | None:
     os.close(fd)
     cmd = [cc, *flags, "-std=c11", "-shared", "-fPIC", str(SOURCE), "-o", tmp, "-lm"]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         Path(tmp).unlink(missing_ok=True)
         return f"{' '.join(cmd)}: {exc}"

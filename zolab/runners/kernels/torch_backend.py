@@ -22,17 +22,15 @@ half the time of 128K chunks for the cheap rademacher law on 2 threads).
 
 from __future__ import annotations
 
-import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 
-from zolab.runners.kernels.law import MASK_SALT, ZLaw, magnitude_mask, unpack_bits
+from zolab.runners.kernels.law import MASK_SALT, ScaleCache, ZLaw, magnitude_mask, unpack_bits
 
 _MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads (seed, index) over the 64-bit seed space
 _MASK = (1 << 63) - 1
@@ -44,11 +42,16 @@ _SCALES_KEPT = 1 << 16
 
 
 def checked_terms(params: Sequence[torch.Tensor], terms: Sequence[tuple[int, float]],
-                  decay: Sequence[float] | None) -> list[tuple[int, float]]:
-    """An ``apply`` call's terms, merged, after checking its decay list (before anything is written)."""
+                  decay: Sequence[float] | None, law: ZLaw | None = None,
+                  masks: Sequence[torch.Tensor] | None = None) -> list[tuple[int, float]]:
+    """An ``apply`` call's terms, merged, after checking its decay list and (given the backend's ``law``)
+    its magnitude masks, before anything is written."""
     if decay is not None and len(decay) != len(params):
         raise ValueError(f"decay has {len(decay)} entries for {len(params)} parameters")
-    return merge_terms(terms)
+    merged = merge_terms(terms)
+    if merged and law is not None:
+        check_masks(law, masks, params)
+    return merged
 
 
 def merge_terms(terms: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -291,8 +294,7 @@ class TorchBackend:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_key = (0, 0)               # (pid, threads): a forked child or a new thread count gets a new pool
         self._masks: list[torch.Tensor] | None = None
-        self._scales: OrderedDict[tuple, float] = OrderedDict()
-        self._scales_lock = threading.Lock()
+        self._scales = ScaleCache(_SCALES_KEPT)
 
     def with_law(self, law: ZLaw) -> TorchBackend:
         """This backend drawing from ``law`` (itself when the law is unchanged)."""
@@ -344,8 +346,7 @@ class TorchBackend:
                       mask: torch.Tensor | None) -> float:
         """sqrt(k / sum g^2) over the k touched entries of parameter ``index`` at ``seed`` (one sweep, cached)."""
         key = (seed, index, p.numel(), p.device)
-        with self._scales_lock:
-            hit = self._scales.get(key)
+        hit = self._scales.get(key)
         if hit is not None:
             return hit
         draw = _Draw(self.law, scratch, slot, seed, index, mask, None)
@@ -356,12 +357,7 @@ class TorchBackend:
             if k:
                 total += sumsq(draw.values(k))
                 count += k
-        scale = math.sqrt(count / total) if total > 0 else 0.0
-        with self._scales_lock:
-            self._scales[key] = scale
-            while len(self._scales) > _SCALES_KEPT:
-                self._scales.popitem(last=False)
-        return scale
+        return self._scales.put(key, count, total)
 
     def z(self, p: torch.Tensor, seed: int, index: int) -> torch.Tensor:
         """The direction for parameter ``index`` at ``seed``: what :meth:`apply` adds (0 + 1 * z, same code path)."""
@@ -389,9 +385,7 @@ class TorchBackend:
         decay: Sequence[float] | None = None,
     ) -> None:
         """For every parameter i: ``p_i <- (1 - decay_i) p_i + sum_k alpha_k z(seed_k, i)`` in place."""
-        terms = checked_terms(params, terms, decay)
-        if terms:
-            check_masks(self.law, self._masks, params)
+        terms = checked_terms(params, terms, decay, self.law, self._masks)
 
         @torch.no_grad()
         def one(i: int) -> None:

@@ -234,9 +234,7 @@ class TritonBackend:
         decay: Sequence[float] | None = None,
     ) -> None:
         """For every parameter i: ``p_i <- (1 - decay_i) p_i + sum_k alpha_k z(seed_k, i)`` in place."""
-        terms = checked_terms(params, terms, decay)
-        if terms:
-            check_masks(self.law, self._masks, params)
+        terms = checked_terms(params, terms, decay, self.law, self._masks)
         for tables in self._groups(params):
             dtype = params[tables.positions[0]].dtype
             has_decay = decay is not None and any(decay[i] for i in tables.positions)
