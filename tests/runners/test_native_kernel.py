@@ -181,6 +181,17 @@ def test_auto_is_native_on_cpu_and_falls_back_to_torch_without_a_compiler(tmp_pa
     assert "could not be built" in msg and "no-such-cc" in msg and "kernel 'torch'" in msg
 
 
+def test_a_result_says_which_stream_drew_its_z():
+    from zolab.runners.config import RunConfig
+    from zolab.runners.train import run
+
+    cfg = RunConfig(model="tiny-opt-h16-l1", train_size=16, dev_size=8, test_size=8, batch_size=4, steps=2,
+                    eval_every=100, checkpoint_every=100, device="cpu")
+    assert run(cfg).extra["z_stream"] == "native"
+    assert run(cfg.replace(kernel="torch")).extra["z_stream"] == "torch"
+    assert "z_stream" not in run(cfg.replace(method="fo-sgd")).extra
+
+
 def test_native_refuses_cuda_devices_with_a_clear_error():
     with pytest.raises(RuntimeError, match="kernel 'native' runs on CPU tensors"):
         get_backend("native", "cuda")

@@ -344,6 +344,7 @@ def _extra(r: _Run, t: RunTotals, start: int) -> dict[str, Any]:
         "train_examples": len(r.splits.train), "dev_examples": len(r.splits.dev),
         "test_examples": len(r.splits.test),
         "forwards_per_step": getattr(r.opt, "forwards_per_step", None),
+        **({"z_stream": r.opt.z_stream} if isinstance(r.opt, ZOOptimizer) else {}),   # which backend drew z
         "dev_curve": t.dev_curve, "loss_curve": t.loss_curve,
         **r.divergence.extra(), **baselines.extra(r.config, r.scorer),
         **({} if r.lr_schedule.trivial else {"lr_schedule": r.config.lr_schedule,

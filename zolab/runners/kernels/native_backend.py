@@ -36,6 +36,7 @@ _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
 _SCALES_KEPT = 1 << 16
 _MAX_TERMS_PER_CALL = 16
+_MAX_NUMEL = 1 << 34       # the 32-bit counter word holds tile * 1024 + lane
 
 
 def _key(seed: int) -> int:
@@ -173,6 +174,9 @@ class NativeBackend:
                              "(use 'auto' or 'triton' on CUDA)")
         if not p.dtype.is_floating_point:
             raise TypeError(f"parameter {index}: cannot perturb a {p.dtype} tensor")
+        if p.numel() > _MAX_NUMEL:
+            raise ValueError(f"parameter {index}: {p.numel()} elements exceed the kernel's counter space "
+                             f"({_MAX_NUMEL}: 2**32 Philox counters of 4 words)")
 
     @torch.no_grad()
     def apply(
