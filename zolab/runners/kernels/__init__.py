@@ -1,7 +1,7 @@
 """Perturbation backends: how ZO optimizers add ``alpha * z`` to the weights in place.
 
 z is never stored: it is a pure function of (step seed, parameter index) and the backend's
-:class:`~.law.ZLaw` (distribution, sparsity), regenerated bit-identically in every pass. Two
+:class:`~.law.ZLaw` (distribution, sparsity), regenerated bit-identically in every pass. Three
 backends share one interface:
 
 * ``native`` (:mod:`.native_backend`): a compiled Philox kernel for CPU tensors, built with the
@@ -11,7 +11,8 @@ backends share one interface:
 * ``triton`` (:mod:`.triton_backend`): a fused Philox kernel for CUDA (issue: GPU speed).
 
 Each backend has its own stream (z for a seed differs between them, the law is the same), so a
-checkpoint records which one drew its z and a resume uses that one (:func:`backend_named`).
+checkpoint records which one drew its z and a resume uses that one
+(:func:`zolab.runners.checkpoint.match_z_stream`).
 :func:`get_backend` picks one from ``RunConfig.kernel``: ``auto`` = triton on CUDA when importable,
 native on CPU when it builds, else torch.
 """

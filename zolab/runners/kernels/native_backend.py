@@ -18,7 +18,6 @@ order of ranges) are computed once per (seed, parameter) and cached.
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ import torch
 
 from zolab.runners.kernels.law import MASK_SALT, ScaleCache, ZLaw, magnitude_mask
 from zolab.runners.kernels.native_build import load
-from zolab.runners.kernels.torch_backend import check_masks, checked_terms
+from zolab.runners.kernels.torch_backend import CpuPool, checked_terms, stored_mask
 
 TILE = 4096
 #: tiles per work item (1M elements): the unit of parallel work, and of the sphere's fixed summation order
@@ -62,8 +61,7 @@ class NativeBackend:
         self._local = threading.local()
         self._held: dict[tuple[int, str], int] = {}          # (thread id, buffer) -> bytes, for scratch_bytes
         self._held_lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_key = (0, 0)
+        self._pool = CpuPool("zolab-native")
         self._masks: list[torch.Tensor] | None = None
         self._scales = ScaleCache(_SCALES_KEPT)
 
@@ -108,16 +106,7 @@ class NativeBackend:
         return buf[:n]
 
     def _cpu_pool(self, total: int) -> ThreadPoolExecutor | None:
-        threads = torch.get_num_threads()
-        if threads < 2 or total < self.parallel_min_elements:
-            return None
-        key = (os.getpid(), threads)
-        if self._pool is None or self._pool_key != key:
-            if self._pool is not None and self._pool_key[0] == key[0]:
-                self._pool.shutdown(wait=True)
-            self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zolab-native")
-            self._pool_key = key
-        return self._pool
+        return self._pool.get() if total >= self.parallel_min_elements else None
 
     # -- the law ------------------------------------------------------------------------------------
     @property
@@ -129,14 +118,8 @@ class NativeBackend:
         return 1 if self.law.random_mask else 2 if self.law.stored_mask else 0
 
     def _mask_ptr(self, index: int, p: torch.Tensor) -> int:
-        if not self.law.stored_mask:
-            return 0
-        if self._masks is None:
-            check_masks(self.law, None, [])                     # raises: not prepared
-        masks = self._masks or []
-        if index >= len(masks) or masks[index].numel() != (p.numel() + 7) // 8:
-            raise ValueError(f"parameter {index}: no magnitude mask prepared for a tensor of {p.numel()} entries")
-        return masks[index].data_ptr()
+        mask = stored_mask(self.law, self._masks, index, p)
+        return 0 if mask is None else mask.data_ptr()
 
     def _scale(self, p: torch.Tensor, seed: int, index: int) -> float:
         """Sphere: sqrt(k / sum z^2) over the k touched entries of parameter ``index`` at ``seed``."""

@@ -97,6 +97,43 @@ def check_masks(law: ZLaw, masks: Sequence[torch.Tensor] | None, params: Sequenc
                              f"the tensor has {p.numel()}")
 
 
+def stored_mask(law: ZLaw, masks: Sequence[torch.Tensor] | None, index: int, p: torch.Tensor
+                ) -> torch.Tensor | None:
+    """Parameter ``index``'s packed magnitude mask (None for the other laws); a clear error when the
+    masks were not prepared or were prepared for another tensor."""
+    if not law.stored_mask:
+        return None
+    if masks is None:
+        check_masks(law, None, [])                           # raises: not prepared
+    masks = masks or []
+    if index >= len(masks) or masks[index].numel() != (p.numel() + 7) // 8:
+        raise ValueError(f"parameter {index}: no magnitude mask prepared for a tensor of {p.numel()} entries")
+    return masks[index]
+
+
+class CpuPool:
+    """A thread pool sized to ``torch.get_num_threads()``, rebuilt when that count changes or in a forked
+    child (a pool inherited through fork has no threads to stop)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._pool: ThreadPoolExecutor | None = None
+        self._key = (0, 0)                     # (pid, threads)
+
+    def get(self) -> ThreadPoolExecutor | None:
+        """The pool, or None with fewer than two threads (run on the calling thread)."""
+        threads = torch.get_num_threads()
+        if threads < 2:
+            return None
+        key = (os.getpid(), threads)
+        if self._pool is None or self._key != key:
+            if self._pool is not None and self._key[0] == key[0]:
+                self._pool.shutdown(wait=True)
+            self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=self.prefix)
+            self._key = key
+        return self._pool
+
+
 def sumsq(values: torch.Tensor) -> float:
     """sum(v^2) in fp64 in a fixed order (independent of the thread count), so every pass agrees."""
     if values.device.type != "cpu":
@@ -291,8 +328,7 @@ class TorchBackend:
         self._local = threading.local()      # one _Scratch per thread and device
         self._scratches: list[_Scratch] = []  # every thread's, for :meth:`scratch_bytes`
         self._scratches_lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_key = (0, 0)               # (pid, threads): a forked child or a new thread count gets a new pool
+        self._pool = CpuPool("zolab-z")
         self._masks: list[torch.Tensor] | None = None
         self._scales = ScaleCache(_SCALES_KEPT)
 
@@ -367,14 +403,7 @@ class TorchBackend:
 
     def _mask(self, index: int, p: torch.Tensor) -> torch.Tensor | None:
         """Parameter ``index``'s stored magnitude mask (None for the other laws)."""
-        if not self.law.stored_mask:
-            return None
-        if self._masks is None:
-            check_masks(self.law, None, [])                  # raises: not prepared
-        masks = self._masks or []
-        if index >= len(masks) or masks[index].numel() != (p.numel() + 7) // 8:
-            raise ValueError(f"parameter {index}: no magnitude mask prepared for a tensor of {p.numel()} entries")
-        return masks[index]
+        return stored_mask(self.law, self._masks, index, p)
 
     # -- apply ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -466,14 +495,7 @@ class TorchBackend:
 
     def _cpu_pool(self, params: Sequence[torch.Tensor]) -> ThreadPoolExecutor | None:
         """The thread pool for a large CPU parameter list (None: perturb serially)."""
-        threads = torch.get_num_threads()
-        if (threads < 2 or len(params) < 2 or any(p.device.type != "cpu" for p in params)
+        if (len(params) < 2 or any(p.device.type != "cpu" for p in params)
                 or sum(p.numel() for p in params) < self.parallel_min_elements):
             return None
-        key = (os.getpid(), threads)
-        if self._pool is None or self._pool_key != key:
-            if self._pool is not None and self._pool_key[0] == key[0]:
-                self._pool.shutdown(wait=True)    # (a pool inherited through fork has no threads to stop)
-            self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zolab-z")
-            self._pool_key = key
-        return self._pool
+        return self._pool.get()

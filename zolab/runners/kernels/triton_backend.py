@@ -27,7 +27,7 @@ import torch
 import triton.language as tl
 
 from zolab.runners.kernels.law import MASK_SALT, ZLaw, magnitude_mask
-from zolab.runners.kernels.torch_backend import check_masks, checked_terms
+from zolab.runners.kernels.torch_backend import checked_terms, stored_mask
 from zolab.runners.kernels.triton_perturb import (
     FAST_MATH,
     N_ROUNDS,
@@ -257,12 +257,7 @@ class TritonBackend:
         out = torch.zeros(p.shape, dtype=p.dtype, device=p.device)
         if out.numel():
             _check(index, out)
-            masks = None
-            if self.law.stored_mask:
-                if self._masks is None:
-                    check_masks(self.law, None, [])            # raises: not prepared
-                if index >= len(self._masks) or self._masks[index].numel() != (p.numel() + 7) // 8:
-                    raise ValueError(f"parameter {index}: no magnitude mask prepared for a tensor of {p.numel()} entries")
-                masks = [self._masks[index]]
+            mask = stored_mask(self.law, self._masks, index, p)
+            masks = None if mask is None else [mask]
             self._launch(_build_tables([out], [index], [0], masks), p.dtype, [(seed, 1.0)], False)
         return out

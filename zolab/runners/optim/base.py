@@ -406,18 +406,22 @@ class ZOOptimizer(torch.optim.Optimizer):
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
+    def _drawing_backend(self) -> PerturbationBackend:
+        """The backend that draws z (the naive path wraps it to hold each z for the step)."""
+        return getattr(self.backend, "inner", self.backend)
+
+    @property
     def z_stream(self) -> str:
         """Which backend's stream z is drawn from (each backend gives other values for a seed, same law)."""
-        return getattr(self.backend, "inner", self.backend).name
+        return self._drawing_backend.name
 
     def adopt_z_stream(self, kind: str) -> None:
         """Draw z from backend ``kind`` from now on, with the same law (a resume replays a checkpoint with
         the stream it was recorded with). Call it on the base weights: magnitude masks are prepared here."""
         from zolab.runners.kernels import get_backend  # noqa: WPS433 (the optimizer module needs no backend list)
 
-        current = getattr(self.backend, "inner", self.backend)
         device = self.params[0].device if self.params else torch.device("cpu")
-        inner = get_backend(kind, device, current.law)
+        inner = get_backend(kind, device, self._drawing_backend.law)
         if inner.name != kind:
             raise ValueError(f"kernel {kind!r} is not usable here (got {inner.name!r})")
         inner.prepare(self.params)
