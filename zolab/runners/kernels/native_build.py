@@ -74,10 +74,14 @@ def cache_folder() -> Path:
     return cache_dir() / "kernels"
 
 
-def _library_path(cc: str, flags: tuple[str, ...]) -> Path:
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(flags), _compiler_version(cc), _cpu_fingerprint(),
-                                    platform.machine(), str(ABI)]).encode()).hexdigest()[:16]
+def _library_path(build_id: str, flags: tuple[str, ...]) -> Path:
+    key = hashlib.sha256("\0".join([build_id, " ".join(flags)]).encode()).hexdigest()[:16]
     return cache_folder() / f"zolab-native-{key}.so"
+
+
+def _build_id(cc: str) -> str:
+    """What every build's name depends on besides its flags: source, compiler, CPU, ABI (read once per load)."""
+    return "\0".join([SOURCE.read_text(), _compiler_version(cc), _cpu_fingerprint(), platform.machine(), str(ABI)])
 
 
 def _compile(cc: str, flags: tuple[str, ...], out: Path) -> str | None:
@@ -130,8 +134,9 @@ def load() -> ctypes.CDLL:
                       "use kernel 'torch' meanwhile")
             raise NativeKernelUnavailable(_ERROR)
         problems = []
+        build_id = _build_id(cc)
         for flags in FLAG_SETS:
-            path = _library_path(cc, flags)
+            path = _library_path(build_id, flags)
             if not path.exists():
                 problem = _compile(cc, flags, path)
                 if problem:
